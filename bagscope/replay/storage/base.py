@@ -18,7 +18,11 @@ Serialization = Literal["cdr", "ros1"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Connection:
-    """One (topic, type) stream in one file; a topic may have several."""
+    """One (topic, type) stream in one file; a topic may have several.
+
+    ``id`` is unique across everything one :func:`open_storage` call opened, so connections of
+    several files can be mixed freely in a ``messages(connections=...)`` filter.
+    """
 
     id: int
     topic: str
@@ -39,7 +43,10 @@ class RawMessage:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StorageInfo:
-    """What a backend knows without reading the messages."""
+    """What a backend knows without reading the messages.
+
+    An empty log (no messages) reports ``start_ns == end_ns == 0``.
+    """
 
     paths: tuple[Path, ...]
     storage: str  # "rosbag1", "sqlite3", "mcap", "mcap-ros1", or "+"-joined for mixed inputs
@@ -72,12 +79,19 @@ class Storage(Protocol):
         """Yield raw messages in log-time order, ``start_ns <= t < end_ns``."""
         ...
 
-    def deserialize(self, data: bytes | memoryview, msgtype: str, serialization: Serialization) -> object:
+    def deserialize(
+        self, data: bytes | memoryview, msgtype: str, serialization: Serialization
+    ) -> object:
         """Decode one payload to a rosbags message object (raises UnknownTypeError)."""
         ...
 
-    def header_offset(self, msgtype: str) -> int | None:
-        """Byte offset of ``header.stamp`` in the payload when the type starts with a Header."""
+    def starts_with_header(self, msgtype: str) -> bool:
+        """Whether the type's first field is a ``std_msgs/msg/Header``.
+
+        Then ``header.stamp`` sits at payload bytes 4..12 in both CDR and ROS1 encodings, so a
+        caller can read stamps with :func:`bagscope.replay.storage.stamps.header_stamp_ns`
+        without decoding the message.
+        """
         ...
 
     def close(self) -> None: ...

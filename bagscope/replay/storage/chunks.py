@@ -1,0 +1,83 @@
+"""Time-ordered merging of chunked files (ROS1 bags and MCAP share the shape).
+
+Both formats store messages in chunks that each know their time span and which channels they
+hold. Chunks are loaded lazily, one at a time in the common case; only chunks whose spans
+overlap are held together, so memory stays bounded by the overlap, not by the file.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+# (log time ns, file-local channel id, payload)
+Entry = tuple[int, int, memoryview]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkSpan:
+    """Where one chunk is and what it holds, known without decompressing it."""
+
+    start_ns: int  # first message log time (inclusive)
+    end_ns: int  # last message log time (inclusive)
+    ids: frozenset[int]  # file-local channel ids with messages in this chunk
+    counts: tuple[tuple[int, int], ...] = ()  # (channel id, messages) when known
+    position: int = 0  # file offset of the chunk record
+    ref: object = None  # format-specific handle used by the loader
+
+
+def select_chunks(
+    chunks: Sequence[ChunkSpan],
+    *,
+    wanted: frozenset[int] | None,
+    start_ns: int | None,
+    end_ns: int | None,
+) -> list[ChunkSpan]:
+    """Chunks that can hold a wanted message inside ``[start_ns, end_ns)``, in merge order."""
+    out = [
+        c
+        for c in chunks
+        if (start_ns is None or c.end_ns >= start_ns)
+        and (end_ns is None or c.start_ns < end_ns)
+        and (wanted is None or not wanted.isdisjoint(c.ids))
+    ]
+    out.sort(key=lambda c: (c.start_ns, c.position))
+    return out
+
+
+def merge_chunks(
+    chunks: Sequence[ChunkSpan], load: Callable[[ChunkSpan], list[Entry]]
+) -> Iterator[Entry]:
+    """Yield the entries of ``chunks`` (sorted by start) in time order.
+
+    ``load`` returns one chunk's wanted entries sorted by time. A chunk is loaded only once the
+    next message to yield is not earlier than its start, and a lone chunk that cannot overlap
+    the next one is streamed without any heap work.
+    """
+    heap: list[tuple[int, int, int, list[Entry]]] = []
+    i, n = 0, len(chunks)
+    while True:
+        while i < n and (not heap or chunks[i].start_ns <= heap[0][0]):
+            entries = load(chunks[i])
+            if entries:
+                heapq.heappush(heap, (entries[0][0], i, 0, entries))
+            i += 1
+        if not heap:
+            return
+        if len(heap) == 1:
+            _, _, pos, entries = heap[0]
+            if i == n or chunks[i].start_ns >= entries[-1][0]:
+                heap.clear()
+                yield from entries[pos:] if pos else entries
+                continue
+        _, order, pos, entries = heap[0]
+        yield entries[pos]
+        pos += 1
+        if pos < len(entries):
+            heapq.heapreplace(heap, (entries[pos][0], order, pos, entries))
+        else:
+            heapq.heappop(heap)
