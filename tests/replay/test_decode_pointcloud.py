@@ -282,3 +282,22 @@ def test_zero_copy_through_each_storage(tmp_path: Path, storage: str) -> None:
     assert np.shares_memory(cloud.points, msg.data)
     np.testing.assert_array_equal(cloud.xyz, points[:, :3])
     np.testing.assert_array_equal(cloud.fields["intensity"], points[:, 3])
+
+
+def test_adjacent_native_xyz_is_a_view_over_the_message_bytes() -> None:
+    dtype = np.dtype(
+        {"names": ["x", "y", "z", "ring"], "formats": ["<f4", "<f4", "<f4", "<u2"], "itemsize": 24}
+    )
+    array = np.zeros(5, dtype=dtype)
+    array["x"], array["y"], array["z"] = np.arange(5), -np.arange(5), 0.5
+    fields = [("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("ring", 12, 4, 1)]
+    msg = make_cloud(array, fields=fields)
+    cloud = decode_pointcloud(msg)
+    assert np.shares_memory(cloud.xyz, msg.data)
+    assert not cloud.xyz.flags.writeable
+    np.testing.assert_array_equal(cloud.xyz[3], [3.0, -3.0, 0.5])
+    # Row padding in an organized cloud breaks the uniform stride: then xyz is a copy.
+    padded = make_cloud(np.concatenate([array, array[:1]]), fields=fields, height=2, row_step=80)
+    cloud = decode_pointcloud(padded)
+    assert not np.shares_memory(cloud.xyz, padded.data)
+    np.testing.assert_array_equal(cloud.xyz[4], [4.0, -4.0, 0.5])

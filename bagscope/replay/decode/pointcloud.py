@@ -36,7 +36,7 @@ class PointCloud:
     ``points`` is a structured array *viewing* the message buffer (read-only when the buffer is):
     shaped ``(height, width)`` for organized clouds (``height > 1``) and ``(width,)`` otherwise, so
     that per-field arrays keep the sensor's image-like layout when it has one. ``xyz`` flattens to
-    ``(N, 3)`` in row-major order and is the only place a copy is made (once, on first use).
+    ``(N, 3)`` in row-major order: a view when x, y, z are adjacent native floats, else one copy.
     """
 
     frame_id: str
@@ -87,24 +87,54 @@ class PointCloud:
 
     @property
     def xyz(self) -> NDArray[np.floating[Any]]:
-        """Contiguous ``(N, 3)`` coordinates: float64 when ``x`` is FLOAT64, else float32.
+        """``(N, 3)`` coordinates: float64 when ``x`` is FLOAT64, else float32 (read-only).
 
-        NaNs are kept (organized clouds use them for "no return"); filter with
-        :meth:`xyz_finite` when they are not wanted. Computed once and cached.
+        When x, y, z sit side by side as native floats (how nearly every driver lays them out)
+        this is a strided *view* over the message bytes: touching the coordinates of a 2 MB
+        sweep then costs no copy at all. Other layouts (gaps, big-endian, mixed types) get one
+        contiguous copy. NaNs are kept (organized clouds use them for "no return"); filter with
+        :meth:`xyz_finite`. Computed once and cached.
         """
         if self._xyz is None:
             x, y, z = (self.field(n) for n in ("x", "y", "z"))
             if not x.shape == y.shape == z.shape == self.points.shape:
                 msg = "point fields x, y, z must be scalars (count 1) to form xyz"
                 raise DecodeError(msg)
-            dtype = np.float64 if x.dtype.kind == "f" and x.dtype.itemsize == 8 else np.float32
-            out = np.empty((len(self), 3), dtype=dtype)
-            for column, values in enumerate((x, y, z)):
-                # Strided read + byte-swap + cast in one pass per column.
-                out[:, column] = values.reshape(-1)
-            out.flags.writeable = False
-            self._xyz = out
+            self._xyz = self._xyz_view(x) if self._adjacent_xyz() else self._xyz_copy(x, y, z)
         return self._xyz
+
+    def _adjacent_xyz(self) -> bool:
+        fields = self.points.dtype.fields
+        if fields is None:
+            return False
+        (dx, ox), (dy, oy), (dz, oz) = (fields[n][:2] for n in ("x", "y", "z"))
+        size = dx.itemsize
+        return (
+            dx == dy == dz
+            and dx.kind == "f"
+            and dx.isnative
+            and oy == ox + size
+            and oz == ox + 2 * size
+            and (self.height <= 1 or self.row_step == self.width * self.point_step)
+        )
+
+    def _xyz_view(self, x: NDArray[Any]) -> NDArray[np.floating[Any]]:
+        flat = x.reshape(-1)  # a view: rows are unpadded (checked in _adjacent_xyz)
+        view: NDArray[np.floating[Any]] = np.lib.stride_tricks.as_strided(
+            flat, shape=(len(flat), 3), strides=(flat.strides[0], flat.itemsize), writeable=False
+        )
+        return view
+
+    def _xyz_copy(
+        self, x: NDArray[Any], y: NDArray[Any], z: NDArray[Any]
+    ) -> NDArray[np.floating[Any]]:
+        dtype = np.float64 if x.dtype.kind == "f" and x.dtype.itemsize == 8 else np.float32
+        out = np.empty((len(self), 3), dtype=dtype)
+        for column, values in enumerate((x, y, z)):
+            # Strided read + byte-swap + cast in one pass per column.
+            out[:, column] = values.reshape(-1)
+        out.flags.writeable = False
+        return out
 
     def finite_mask(self) -> NDArray[np.bool_]:
         """``(N,)`` True where all of x, y, z are finite."""

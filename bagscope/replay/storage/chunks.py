@@ -7,7 +7,10 @@ overlap are held together, so memory stays bounded by the overlap, not by the fi
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import mmap
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -81,3 +84,37 @@ def merge_chunks(
             heapq.heapreplace(heap, (entries[pos][0], order, pos, entries))
         else:
             heapq.heappop(heap)
+
+
+class ResidentWindow:
+    """Keeps only the region being read resident in a read-only file mapping.
+
+    Pages of a file mapping that have been read count towards the process's RSS until the
+    kernel needs them back, so a long replay would look like it holds the whole log. Pages of a
+    read-only mapping can be dropped at any time: a later access faults them back in from the
+    page cache, so views already handed out stay valid. Consumers touch a message a little
+    after the reader passed it (sync waits for partners), which faults its pages back in; so
+    each step drops a trailing ``margin`` behind the oldest chunk still in use, not just the
+    chunk that left the window. Peak memory is then flat in log length.
+    """
+
+    def __init__(self, mm: mmap.mmap, *, lag: int = 2, margin: int = 64 << 20) -> None:
+        self._mm = mm
+        self._lag = lag
+        self._margin = margin
+        self._recent: deque[int] = deque()
+
+    def touched(self, start: int, end: int) -> None:
+        """Note that ``[start, end)`` was just read; drop what lies well behind the reader."""
+        del end  # the chunk itself stays until it leaves the window
+        self._recent.append(start)
+        if len(self._recent) <= self._lag:
+            return
+        self._recent.popleft()
+        floor = min(self._recent)
+        floor -= floor % mmap.PAGESIZE
+        low = max(0, floor - self._margin)
+        low -= low % mmap.PAGESIZE
+        if floor > low:
+            with contextlib.suppress(OSError, ValueError):  # a closed map, or no madvise here
+                self._mm.madvise(mmap.MADV_DONTNEED, low, floor - low)

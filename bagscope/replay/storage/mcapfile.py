@@ -19,7 +19,13 @@ import zstandard
 
 from bagscope.replay.errors import LogOpenError
 from bagscope.replay.storage.base import Connection, RawMessage, StorageInfo
-from bagscope.replay.storage.chunks import ChunkSpan, Entry, merge_chunks, select_chunks
+from bagscope.replay.storage.chunks import (
+    ChunkSpan,
+    Entry,
+    ResidentWindow,
+    merge_chunks,
+    select_chunks,
+)
 from bagscope.replay.storage.msgtypes import TypeDefinition, normalize_msgtype
 from bagscope.replay.storage.recovery import span_text
 
@@ -391,6 +397,7 @@ class McapFile:
     ) -> Callable[[ChunkSpan], list[Entry]]:
         mm = self._mm
         view = memoryview(mm)
+        window = ResidentWindow(mm)
         lo = -1 if start_ns is None else start_ns
         hi = 1 << 64 if end_ns is None else end_ns
         unpack_rec, unpack_msg = _REC.unpack_from, _MSG.unpack_from
@@ -399,6 +406,8 @@ class McapFile:
             if chunk.ref is None:
                 return [e for e in self._loose if e[1] in wanted and lo <= e[0] < hi]
             buf, pos, stop = _chunk_buffer(mm, cast("_ChunkRef", chunk.ref))
+            if buf is mm:
+                window.touched(pos, stop)
             source = view if buf is mm else memoryview(buf)
             entries: list[Entry] = []
             append = entries.append

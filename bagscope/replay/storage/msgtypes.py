@@ -136,11 +136,13 @@ class MessageTypes:
         self._user_types = load_msg_paths(msg_paths)
         self._log_stores: dict[Serialization, Typestore] = {}
         self._base_stores: dict[Serialization, Typestore] = {}
+        self._resolved: dict[tuple[str, Serialization], Typestore | None] = {}
 
     def add_definitions(self, definitions: Iterable[TypeDefinition]) -> None:
         """Add definitions found in the log (before the first decode)."""
         self._definitions.extend(definitions)
         self._log_stores.clear()
+        self._resolved.clear()
 
     def store_name(self, serialization: Serialization) -> str:
         """The fallback typestore's short name for this serialization."""
@@ -175,11 +177,22 @@ class MessageTypes:
         return store
 
     def store_for(self, msgtype: str, serialization: Serialization) -> Typestore | None:
-        """The store that defines ``msgtype`` for this serialization, or None."""
-        for store in (self._log_store(serialization), self._base_store(serialization)):
+        """The store that defines ``msgtype`` for this serialization, or None.
+
+        The fallback store is only built when the log's own definitions lack the type: building
+        a full ROS distribution's store costs a few hundred milliseconds.
+        """
+        key = (msgtype, serialization)
+        if key in self._resolved:
+            return self._resolved[key]
+        found: Typestore | None = None
+        for pick in (self._log_store, self._base_store):
+            store = pick(serialization)
             if msgtype in store.fielddefs:
-                return store
-        return None
+                found = store
+                break
+        self._resolved[key] = found
+        return found
 
     def deserialize(
         self,

@@ -19,7 +19,13 @@ import lz4.frame  # type: ignore[import-untyped]
 
 from bagscope.replay.errors import LogOpenError
 from bagscope.replay.storage.base import Connection, RawMessage, StorageInfo
-from bagscope.replay.storage.chunks import ChunkSpan, Entry, merge_chunks, select_chunks
+from bagscope.replay.storage.chunks import (
+    ChunkSpan,
+    Entry,
+    ResidentWindow,
+    merge_chunks,
+    select_chunks,
+)
 from bagscope.replay.storage.msgtypes import TypeDefinition, normalize_msgtype
 from bagscope.replay.storage.recovery import span_text
 
@@ -345,9 +351,12 @@ class Rosbag1File:
     ) -> Callable[[ChunkSpan], list[Entry]]:
         mm = self._mm
         view = memoryview(mm)
+        window = ResidentWindow(mm)
 
         def load(chunk: ChunkSpan) -> list[Entry]:
             buf, base, stop = _chunk_buffer(mm, cast("_ChunkRef", chunk.ref))
+            if buf is mm:
+                window.touched(base, stop)
             source = view if buf is mm else memoryview(buf)
             records, _ = _scan_chunk(buf, base, stop, conns=None)
             entries = [

@@ -21,7 +21,8 @@ from bagscope.replay.storage.recovery import span_text
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-_BATCH = 256
+# Rows per fetch: payloads are megabytes each, so a large batch would dominate peak memory.
+_BATCH = 8
 _MAX_MISSES = 64
 
 
