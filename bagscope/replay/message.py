@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bagscope.replay.decode import DECODERS
+from bagscope.replay.decode import CDR_PARSERS, DECODERS
 from bagscope.replay.storage.stamps import header_stamp_ns
 
 if TYPE_CHECKING:
@@ -92,8 +92,18 @@ class Message:
         """Our record for sensor types (PointCloud, CameraImage, CameraModel), else the payload."""
         if self._decoded is _UNSET:
             decoder = DECODERS.get(self.msgtype)
-            self._decoded = self.payload if decoder is None else decoder(self.payload)
+            if decoder is None:
+                self._decoded = self.payload
+            else:
+                self._decoded = decoder(self._fast_payload() or self.payload)
         return self._decoded
+
+    def _fast_payload(self) -> object | None:
+        """The hot sensor types parsed straight from CDR bytes (None: use rosbags)."""
+        if self._raw.connection.serialization != "cdr":
+            return None
+        parser = CDR_PARSERS.get(self.msgtype)
+        return parser(self._raw.data) if parser is not None else None
 
     def __repr__(self) -> str:
         return (

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from bagscope.replay.decode.camera import CameraModel, decode_camera_info
+from bagscope.replay.decode.cdr import parse_compressed_image, parse_pointcloud2
 from bagscope.replay.decode.compressed import decode_compressed_image
 from bagscope.replay.decode.image import CameraImage, decode_image
 from bagscope.replay.decode.pointcloud import PointCloud, decode_pointcloud
@@ -29,6 +30,15 @@ from bagscope.replay.decode.stamp import stamp_to_ns
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+
+# Parsers that read a type straight from its CDR bytes, skipping the generic deserializer; each
+# returns None when it cannot, and the caller then decodes through rosbags as usual.
+CDR_PARSERS: Mapping[str, Callable[[bytes | memoryview], object | None]] = MappingProxyType(
+    {
+        "sensor_msgs/msg/PointCloud2": parse_pointcloud2,
+        "sensor_msgs/msg/CompressedImage": parse_compressed_image,
+    }
+)
 
 DECODERS: Mapping[str, Callable[[Any], object]] = MappingProxyType(
     {
@@ -49,6 +59,7 @@ RECORD_DECODERS: Mapping[str, Callable[[Any], object]] = MappingProxyType(
 )
 
 __all__ = [
+    "CDR_PARSERS",
     "DECODERS",
     "RECORD_DECODERS",
     "CameraImage",
