@@ -118,3 +118,62 @@ def test_python_dash_m_runs_the_cli() -> None:
         [sys.executable, "-m", "bagscope", "--help"], capture_output=True, text=True, check=True
     )
     assert "frames" in result.stdout
+
+
+def _truncated_copy(log_dir: Path, tmp_path: Path) -> Path:
+    (source,) = log_dir.glob("*.mcap")
+    data = source.read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    return cut
+
+
+def test_cut_off_log_is_read_with_a_warning_or_refused_with_strict(
+    camera_lidar_logs: dict[str, Path], tmp_path: Path
+) -> None:
+    cut = _truncated_copy(camera_lidar_logs["mcap"], tmp_path)
+    code, stdout, stderr = invoke("info", str(cut))
+    assert code == 0
+    assert "Incomplete" in stdout
+    assert "warning:" in stderr
+    code, stdout, _ = invoke("info", str(cut), "--json")
+    assert code == 0
+    data = json.loads(stdout)
+    assert data["complete"] is False
+    assert 0 < data["message_count"] < 121
+    code, _, stderr = invoke("info", str(cut), "--strict")
+    assert code == 2
+    assert stderr.strip().count("\n") == 0
+
+
+def test_bag_without_messages_reports_an_empty_log(tmp_path: Path) -> None:
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from tests.logwriter import ROS2
+
+    path = tmp_path / "empty_mcap"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        writer.add_connection(LIDAR, "sensor_msgs/msg/PointCloud2", typestore=ROS2)
+    code, stdout, _ = invoke("info", str(path), "--json")
+    assert code == 0
+    data = json.loads(stdout)
+    assert data["message_count"] == 0
+    assert data["topics"][0]["count"] == 0
+    code, stdout, _ = invoke(
+        "frames", str(path), "--sync", f"{LIDAR},{LIDAR}2", "--policy", "exact"
+    )
+    assert code == 2  # the second topic is not in the log
+
+
+def test_corrupt_payload_counts_show_in_the_summary(tmp_path: Path) -> None:
+    from tests.logwriter import write_log
+    from tests.replay.test_log import _corrupt_cloud_spec
+
+    path = write_log(tmp_path / "corrupt", _corrupt_cloud_spec(), "bag")
+    args = ["frames", str(path), "--sync", f"{LIDAR},{CAMERA}", "--policy", "nearest"]
+    code, stdout, _ = invoke(*args)
+    assert code == 0
+    assert "1 corrupt" in stdout
+    code, _, stderr = invoke(*args, "--strict")
+    assert code == 2
+    assert "point" in stderr
