@@ -120,7 +120,27 @@ class _Scale:
         return -(-duration * self._num // self._den)
 
 
-class ApproximateTimeSync(Generic[T]):
+class _Bookkeeping:
+    """What every policy reports: its topics, what it dropped per topic, how many sets."""
+
+    _topics: tuple[str, ...]
+    _dropped: list[int]
+    _emitted: int
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self._topics
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        return dict(zip(self._topics, self._dropped, strict=True))
+
+    @property
+    def emitted(self) -> int:
+        return self._emitted
+
+
+class ApproximateTimeSync(_Bookkeeping, Generic[T]):
     """ROS ``message_filters`` ApproximateTime: the best set per pivot, each message used once.
 
     The algorithm (``sync_policies/approximate_time.hpp``) keeps, per topic, a deque of unused
@@ -179,18 +199,6 @@ class ApproximateTimeSync(Generic[T]):
         self._dropped = [0] * n
         self._emitted = 0
         self._out: list[tuple[tuple[int, T], ...]] = []
-
-    @property
-    def topics(self) -> tuple[str, ...]:
-        return self._topics
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        return dict(zip(self._topics, self._dropped, strict=True))
-
-    @property
-    def emitted(self) -> int:
-        return self._emitted
 
     @property
     def bound_warnings(self) -> tuple[str, ...]:
@@ -411,7 +419,7 @@ class ApproximateTimeSync(Generic[T]):
         return result
 
 
-class ExactTimeSync(Generic[T]):
+class ExactTimeSync(_Bookkeeping, Generic[T]):
     """ROS ``message_filters`` ExactTime: a set per stamp that every topic has, oldest pruned.
 
     Port of ``sync_policies/exact_time.hpp``: partial sets are kept per stamp; when one completes
@@ -429,18 +437,6 @@ class ExactTimeSync(Generic[T]):
         self._stamps: list[int] = []  # the keys of _sets, sorted
         self._dropped = [0] * self._n
         self._emitted = 0
-
-    @property
-    def topics(self) -> tuple[str, ...]:
-        return self._topics
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        return dict(zip(self._topics, self._dropped, strict=True))
-
-    @property
-    def emitted(self) -> int:
-        return self._emitted
 
     def add(self, topic: str, stamp_ns: int, item: T) -> list[tuple[T, ...]]:
         i = _index_of(self._index, topic)
@@ -484,7 +480,7 @@ class _Held(Generic[T]):
     used: bool = False
 
 
-class NearestSync(Generic[T]):
+class NearestSync(_Bookkeeping, Generic[T]):
     """One set per reference message, with each other topic's nearest message within ``slop``.
 
     Unlike ROS's policies a partner may serve several references (a 10 Hz lidar pairs with each
@@ -519,18 +515,6 @@ class NearestSync(Generic[T]):
         self._last_reference: int | None = None
         self._dropped = [0] * len(self._topics)
         self._emitted = 0
-
-    @property
-    def topics(self) -> tuple[str, ...]:
-        return self._topics
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        return dict(zip(self._topics, self._dropped, strict=True))
-
-    @property
-    def emitted(self) -> int:
-        return self._emitted
 
     def add(self, topic: str, stamp_ns: int, item: T) -> list[tuple[T, ...]]:
         i = _index_of(self._index, topic)
