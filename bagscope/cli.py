@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from bagscope.replay.framing import StampSource
     from bagscope.replay.log import Log, LogInfo
     from bagscope.replay.message import Message
     from bagscope.replay.sync import SyncPolicy
@@ -203,7 +204,12 @@ def frames(
     ] = None,
     queue_size: Annotated[int, typer.Option(help="Per-topic queue.", rich_help_panel=SYNC)] = 10,
     stamp: Annotated[
-        str, typer.Option(help="Sync on the header stamp or the log time.", rich_help_panel=SYNC)
+        str,
+        typer.Option(
+            help="Sync on the header stamp or the log time: 'header', 'log', or per topic "
+            "'/cam/image=log,/lidar=header' (unlisted topics use header stamps).",
+            rich_help_panel=SYNC,
+        ),
     ] = "header",
     start: Annotated[
         str | None, typer.Option(help="Seconds from the log start (or absolute epoch s).")
@@ -226,15 +232,27 @@ def frames(
     with user_errors(), _open(logs, typestore, msg_path, strict=strict) as log:
         topics = [t.strip() for t in sync.split(",") if t.strip()]
         policy_obj = _make_policy(policy, topics, slop=slop, queue_size=queue_size)
-        if stamp not in ("header", "log"):
-            _bad_option(f"--stamp must be 'header' or 'log', not {stamp!r}")
+        stamp_source = _parse_stamp_source(stamp)
         summary = log.info()
         t0 = parse_time_point(start, log_start_ns=summary.start_ns) if start else None
         t1 = parse_time_point(end, log_start_ns=summary.start_ns) if end else None
-        stream = log.frames(policy_obj, start=t0, end=t1, stamp_source=stamp)  # type: ignore[arg-type]
+        stream = log.frames(policy_obj, start=t0, end=t1, stamp_source=stamp_source)
         pacer = Pacer(rate=rate)
         _run_frames(stream, summary, pacer=pacer, jsonl=jsonl, start_ns=t0)
         _print_frame_summary(stream.stats, topics, to=err if jsonl else out)
+
+
+def _parse_stamp_source(text: str) -> StampSource:
+    choices = ("header", "log")
+    if text in choices:
+        return text  # type: ignore[return-value]
+    per_topic: dict[str, Literal["header", "log"]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        topic, _, source = part.rpartition("=")
+        if not topic or source not in choices:
+            _bad_option(f"--stamp takes header, log or TOPIC=header|log pairs, not {part!r}")
+        per_topic[topic] = source  # type: ignore[assignment]
+    return per_topic
 
 
 def _bad_option(message: str) -> None:
@@ -243,7 +261,9 @@ def _bad_option(message: str) -> None:
     raise ReplayError(message)
 
 
-def _make_policy(name: str, topics: list[str], *, slop: str | None, queue_size: int) -> SyncPolicy[Message]:
+def _make_policy(
+    name: str, topics: list[str], *, slop: str | None, queue_size: int
+) -> SyncPolicy[Message]:
     from bagscope.replay import sync as sync_mod
     from bagscope.replay.timeparse import parse_duration
 

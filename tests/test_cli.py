@@ -177,3 +177,16 @@ def test_corrupt_payload_counts_show_in_the_summary(tmp_path: Path) -> None:
     code, _, stderr = invoke(*args, "--strict")
     assert code == 2
     assert "point" in stderr
+
+
+def test_stamp_source_per_topic(camera_lidar_logs: dict[str, Path]) -> None:
+    log = str(camera_lidar_logs["mcap"])
+    base = ["frames", log, "--sync", f"{LIDAR},{CAMERA}", "--policy", "nearest", "--jsonl"]
+    code, stdout, _ = invoke(*base, "--stamp", f"{CAMERA}=log")
+    assert code == 0
+    first = json.loads(stdout.splitlines()[0])
+    # The camera is now timed by its log time: 3 ms offset + 2 ms latency after the sweep.
+    assert first["stamps_ns"][CAMERA] - first["t_ns"] == 5_000_000
+    code, _, stderr = invoke(*base, "--stamp", f"{CAMERA}=receive")
+    assert code == 2
+    assert "receive" in stderr

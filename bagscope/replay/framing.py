@@ -199,4 +199,5 @@ class FrameStream:
         )
         self.stats.frames += 1
         self.stats.skews_ns.append(frame.skew_ns)
+        self.stats.dropped = self.sync.dropped  # current even if the consumer stops early
         return frame

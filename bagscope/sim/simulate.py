@@ -1,0 +1,477 @@
+"""Run a simulated drive and write it as a real log plus its ``.truth.json`` sidecar.
+
+The loop walks sensor *ticks* in time order (static TF once, then TF, odometry, IMU, lidar
+sweeps with their ground truth, camera frames with their CameraInfo), asks the
+:class:`~bagscope.sim.faults.FaultInjector` how each message reaches the log, and only then
+builds payloads - so a frame a fault drops is never rendered. Expensive payloads (ray-cast
+sweeps, rendered and JPEG-encoded frames) run on a small thread pool: Open3D ray casting and
+libjpeg-turbo release the GIL, which is what lets the default drive run faster than real time on
+two cores. Every random draw comes from a stream named by (seed, sensor, stamp), so the bytes do
+not depend on thread timing.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from heapq import merge
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bagscope.sim import camera as sim_camera
+from bagscope.sim import lidar as sim_lidar
+from bagscope.sim.config import Scenario, make_scenario
+from bagscope.sim.faults import (
+    LATENCY_NOISE_NS,
+    Delivery,
+    FaultInjector,
+    parse_faults,
+)
+from bagscope.sim.messages import (
+    CAMERA_INFO,
+    COMPRESSED_IMAGE,
+    DETECTIONS,
+    IMAGE,
+    IMU,
+    ODOMETRY,
+    POINT_CLOUD,
+    TF,
+    BoxTruth,
+    MessageEncoder,
+)
+from bagscope.sim.truth import write_truth
+from bagscope.sim.world import build_world
+from bagscope.sim.writer import LogWriter, check_output_path
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
+    from bagscope.sim.config import CameraSpec
+    from bagscope.sim.lidar import LidarSweep
+    from bagscope.sim.world import World
+
+__all__ = [
+    "GROUND_TRUTH_TOPIC",
+    "START_NS",
+    "SimulationResult",
+    "scenario_topics",
+    "simulate",
+]
+
+# The drive's t = 0 as an absolute time (2023-11-14T22:13:20Z): realistic epoch stamps, and far
+# enough from zero that a negative clock_offset fault never makes a stamp negative.
+START_NS = 1_700_000_000_000_000_000
+GROUND_TRUTH_TOPIC = "/ground_truth/objects"
+TF_TOPIC, TF_STATIC_TOPIC, ODOM_TOPIC, IMU_TOPIC = "/tf", "/tf_static", "/odom", "/imu"
+ODOM_FRAME, BASE_FRAME = "odom", "base_link"
+
+_MAX_IN_FLIGHT = 12  # payloads being built at once: bounds memory, keeps both cores busy
+_PROGRESS_STEP_NS = 100_000_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationResult:
+    """What :func:`simulate` wrote and how fast."""
+
+    log_path: Path
+    truth_path: Path
+    fmt: str
+    message_counts: Mapping[str, int]
+    bytes_written: int
+    wall_s: float
+    sim_s: float
+
+    @property
+    def realtime_factor(self) -> float:
+        """Simulated seconds per wall-clock second (>= 1 is faster than real time)."""
+        return self.sim_s / self.wall_s if self.wall_s > 0 else float("inf")
+
+
+def scenario_topics(scenario: Scenario) -> dict[str, str]:
+    """Every topic the drive writes, with its message type (for fault checking and tests)."""
+    topics = {
+        TF_STATIC_TOPIC: TF,
+        TF_TOPIC: TF,
+        ODOM_TOPIC: ODOMETRY,
+        IMU_TOPIC: IMU,
+        scenario.lidar.topic: POINT_CLOUD,
+        GROUND_TRUTH_TOPIC: DETECTIONS,
+    }
+    for cam in scenario.cameras:
+        topics[cam.image_topic] = COMPRESSED_IMAGE if cam.compressed else IMAGE
+        topics[cam.info_topic] = CAMERA_INFO
+    return topics
+
+
+def _rates(scenario: Scenario) -> dict[str, float]:
+    rates = {
+        TF_TOPIC: scenario.tf_rate_hz,
+        ODOM_TOPIC: scenario.odom_rate_hz,
+        IMU_TOPIC: scenario.imu_rate_hz,
+        scenario.lidar.topic: scenario.lidar.rate_hz,
+        GROUND_TRUTH_TOPIC: scenario.lidar.rate_hz,
+    }
+    for cam in scenario.cameras:
+        rates[cam.image_topic] = rates[cam.info_topic] = cam.rate_hz
+    return rates
+
+
+def _stream(seed: int, *parts: str) -> np.random.Generator:
+    return np.random.default_rng([seed, *(zlib.crc32(p.encode()) for p in parts)])
+
+
+def _ticks(
+    sensor: str, rate_hz: float, *, duration_ns: int, order: int
+) -> Iterator[tuple[int, int, str]]:
+    """(offset_ns, order, sensor) at ``rate_hz`` from 0: integer stamps without drift."""
+    k = 0
+    while (offset := round(k * 1e9 / rate_hz)) < duration_ns:
+        yield offset, order, sensor
+        k += 1
+
+
+class _Drive:
+    """The per-run state: world, encoder, caches, and one payload builder per topic."""
+
+    def __init__(self, scenario: Scenario, *, encoder: MessageEncoder, pool: Any) -> None:
+        self.scenario = scenario
+        self.world: World = build_world(scenario)
+        # Open3D builds its ray-casting BVH on the first query; do that here, once, rather
+        # than racing two worker threads into it
+        self.world.raycast(np.zeros((1, 3)), np.array([[0.0, 0.0, -1.0]]), 0)
+        self.encoder = encoder
+        self.pool = pool
+        self.cameras = {cam.image_topic: cam for cam in scenario.cameras}
+        self.info_cameras = {cam.info_topic: cam for cam in scenario.cameras}
+        self.intrinsics = {cam.name: sim_camera.intrinsics(cam) for cam in scenario.cameras}
+        self.rates = _rates(scenario)
+        self._sweeps: dict[int, Future[LidarSweep]] = {}
+
+    def seq(self, delivery: Delivery) -> int:
+        """ROS1 header ``seq``: the message's index on its topic."""
+        rate = self.rates.get(delivery.topic)
+        return 0 if rate is None else round((delivery.stamp_ns - START_NS) * rate / 1e9)
+
+    # -- expensive sensor data, shared by the messages that need it ------------------------
+
+    def sweep(self, stamp_ns: int) -> Future[LidarSweep]:
+        """The sweep starting at ``stamp_ns``; cloud and ground truth share one ray cast."""
+        future = self._sweeps.get(stamp_ns)
+        if future is None:
+            spec, seed = self.scenario.lidar, self.scenario.seed
+            rng = _stream(seed, "lidar", str(stamp_ns))
+            future = self.pool.submit(
+                sim_lidar.simulate_sweep, self.world, spec, stamp_ns - START_NS, rng
+            )
+            self._sweeps[stamp_ns] = future
+            for old in [s for s in self._sweeps if s < stamp_ns - 1_000_000_000]:
+                del self._sweeps[old]  # only a reordered cloud can come back this late
+        return future
+
+    # -- payload builders (run on the pool) -------------------------------------------------
+
+    def build(self, delivery: Delivery) -> Future[bytes] | bytes:
+        """Serialized payload of ``delivery``; a future when it is worth a worker thread."""
+        topic = delivery.topic
+        job: Future[bytes]
+        if topic == self.scenario.lidar.topic:
+            job = self.pool.submit(self._cloud, delivery, self.sweep(delivery.stamp_ns))
+            return job
+        if topic == GROUND_TRUTH_TOPIC:
+            job = self.pool.submit(self._ground_truth, delivery, self.sweep(delivery.stamp_ns))
+            return job
+        if topic in self.cameras:
+            job = self.pool.submit(self._image, delivery, self.cameras[topic])
+            return job
+        if topic in self.info_cameras:
+            return self._camera_info(delivery, self.info_cameras[topic])
+        if topic == TF_TOPIC:
+            return self._tf(delivery)
+        if topic == ODOM_TOPIC:
+            return self._odometry(delivery)
+        if topic == IMU_TOPIC:
+            return self._imu(delivery)
+        if topic == TF_STATIC_TOPIC:
+            return self._tf_static(delivery)
+        msg = f"no builder for topic {topic}"
+        raise AssertionError(msg)
+
+    def _cloud(self, delivery: Delivery, sweep: Future[LidarSweep]) -> bytes:
+        data = sweep.result()
+        return self.encoder.point_cloud(
+            stamp_ns=delivery.header_stamp_ns,
+            frame_id=self.scenario.lidar.frame_id,
+            xyz=data.xyz,
+            intensity=data.intensity,
+            ring=data.ring,
+            t=data.t,
+            seq=self.seq(delivery),
+            corrupt=delivery.corrupt,
+        )
+
+    def _ground_truth(self, delivery: Delivery, sweep: Future[LidarSweep]) -> bytes:
+        """Actors hit by at least one lidar ray, as boxes in the lidar frame at sweep start."""
+        data = sweep.result()
+        t_ns = delivery.stamp_ns - START_NS
+        seen = {int(i) for i in np.unique(data.object_id)}
+        ego = self.world.ego(t_ns)
+        lidar_from_odom = np.linalg.inv(ego.pose @ self.scenario.lidar.mount.to_matrix())
+        boxes = [
+            BoxTruth(
+                track_id=actor.track_id,
+                cls=actor.cls,
+                pose=lidar_from_odom @ actor.pose,
+                size=(float(actor.size[0]), float(actor.size[1]), float(actor.size[2])),
+            )
+            for actor in self.world.actors(t_ns)
+            if actor.track_id in seen
+        ]
+        return self.encoder.detections(
+            boxes,
+            stamp_ns=delivery.header_stamp_ns,
+            frame_id=self.scenario.lidar.frame_id,
+            seq=self.seq(delivery),
+        )
+
+    def _image(self, delivery: Delivery, cam: CameraSpec) -> bytes:
+        rng = _stream(self.scenario.seed, "camera", cam.name, str(delivery.stamp_ns))
+        image = sim_camera.render(self.world, cam, delivery.stamp_ns - START_NS, rng)
+        if cam.compressed:
+            return self.encoder.compressed_image(
+                stamp_ns=delivery.header_stamp_ns,
+                frame_id=cam.frame_id,
+                rgb=image.rgb,
+                quality=cam.jpeg_quality,
+                seq=self.seq(delivery),
+                corrupt=delivery.corrupt,
+            )
+        return self.encoder.raw_image(
+            stamp_ns=delivery.header_stamp_ns,
+            frame_id=cam.frame_id,
+            rgb=image.rgb,
+            seq=self.seq(delivery),
+            corrupt=delivery.corrupt,
+        )
+
+    def _camera_info(self, delivery: Delivery, cam: CameraSpec) -> bytes:
+        k, d = self.intrinsics[cam.name]
+        return self.encoder.camera_info(
+            stamp_ns=delivery.header_stamp_ns,
+            frame_id=cam.frame_id,
+            width=cam.width,
+            height=cam.height,
+            k=k,
+            d=d,
+            seq=self.seq(delivery),
+        )
+
+    def _tf(self, delivery: Delivery) -> bytes:
+        ego = self.world.ego(delivery.stamp_ns - START_NS)
+        return self.encoder.tf(
+            [(ODOM_FRAME, BASE_FRAME, ego.pose)], stamp_ns=delivery.header_stamp_ns
+        )
+
+    def _tf_static(self, delivery: Delivery) -> bytes:
+        lidar = self.scenario.lidar
+        edges = [(BASE_FRAME, lidar.frame_id, lidar.mount.to_matrix())]
+        edges += [(BASE_FRAME, cam.frame_id, cam.optical_matrix()) for cam in self.cameras.values()]
+        return self.encoder.tf(edges, stamp_ns=delivery.header_stamp_ns)
+
+    def _odometry(self, delivery: Delivery) -> bytes:
+        ego = self.world.ego(delivery.stamp_ns - START_NS)
+        return self.encoder.odometry(
+            stamp_ns=delivery.header_stamp_ns,
+            pose=ego.pose,
+            linear_velocity=ego.linear_velocity,
+            angular_velocity=ego.angular_velocity,
+            frame_id=ODOM_FRAME,
+            child_frame_id=BASE_FRAME,
+            seq=self.seq(delivery),
+        )
+
+    def _imu(self, delivery: Delivery) -> bytes:
+        ego = self.world.ego(delivery.stamp_ns - START_NS)
+        return self.encoder.imu(
+            stamp_ns=delivery.header_stamp_ns,
+            pose=ego.pose,
+            angular_velocity=ego.angular_velocity,
+            linear_acceleration=ego.linear_acceleration,
+            frame_id=BASE_FRAME,
+            seq=self.seq(delivery),
+        )
+
+
+class _InlinePool:
+    """A pool that runs jobs at once (``workers=0``): handy when profiling or debugging."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as err:  # re-raised by Future.result()
+            future.set_exception(err)
+        return future
+
+    def shutdown(self, *, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Nothing is ever pending."""
+
+
+def _sensor_ticks(scenario: Scenario) -> Iterator[tuple[int, int, str]]:
+    duration = scenario.duration_ns
+    streams = [
+        iter([(0, 0, TF_STATIC_TOPIC)]),
+        _ticks(TF_TOPIC, scenario.tf_rate_hz, duration_ns=duration, order=1),
+        _ticks(ODOM_TOPIC, scenario.odom_rate_hz, duration_ns=duration, order=2),
+        _ticks(IMU_TOPIC, scenario.imu_rate_hz, duration_ns=duration, order=3),
+        _ticks("lidar", scenario.lidar.rate_hz, duration_ns=duration, order=4),
+    ]
+    streams += [
+        _ticks(f"camera:{i}", cam.rate_hz, duration_ns=duration, order=5 + i)
+        for i, cam in enumerate(scenario.cameras)
+    ]
+    return merge(*streams)
+
+
+def _tick_topics(sensor: str, scenario: Scenario) -> tuple[str, ...]:
+    if sensor == "lidar":
+        return scenario.lidar.topic, GROUND_TRUTH_TOPIC
+    if sensor.startswith("camera:"):
+        cam = scenario.cameras[int(sensor.partition(":")[2])]
+        return cam.info_topic, cam.image_topic
+    return (sensor,)
+
+
+def simulate(
+    out: Path | str,
+    *,
+    fmt: str = "mcap",
+    scenario: str | Scenario = "urban",
+    duration_ns: int = 20_000_000_000,
+    seed: int = 0,
+    faults: str | None = None,
+    camera_size: tuple[int, int] | None = None,
+    beams: int | None = None,
+    raw_images: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 2,
+    compress: bool = False,
+) -> SimulationResult:
+    """Simulate ``scenario`` and write it to ``out`` (``.mcap``, ``.bag`` or a db3 directory).
+
+    A :class:`~bagscope.sim.config.Scenario` object is used as is (``duration_ns``, ``seed``,
+    ``camera_size``, ``beams`` and ``raw_images`` then come from it). ``progress`` receives
+    (simulated ns done, total ns). ``workers=0`` builds every payload in the calling thread.
+    """
+    wall_start = time.perf_counter()
+    out = Path(out)
+    if isinstance(scenario, str):
+        scenario = make_scenario(
+            scenario,
+            seed=seed,
+            duration_ns=duration_ns,
+            beams=beams,
+            camera_size=camera_size,
+            raw_images=raw_images,
+        )
+    check_output_path(out, fmt=fmt, overwrite=overwrite)
+    topics = scenario_topics(scenario)
+    parsed = parse_faults(faults or "", topics=topics, duration_ns=scenario.duration_ns)
+    injector = FaultInjector(parsed, seed=scenario.seed, start_ns=START_NS)
+    encoder = MessageEncoder(ros1=fmt == "bag")
+    generated = dict.fromkeys(topics, 0)
+    pool: Any = ThreadPoolExecutor(max_workers=workers) if workers > 0 else _InlinePool()
+    try:
+        drive = _Drive(scenario, encoder=encoder, pool=pool)
+        with LogWriter(
+            out, fmt=fmt, typestore=encoder.typestore, overwrite=overwrite, compress=compress
+        ) as writer:
+            in_flight: deque[tuple[Delivery, str, Future[bytes] | bytes]] = deque()
+
+            def drain(limit: int) -> None:
+                while in_flight and (
+                    len(in_flight) > limit
+                    or not isinstance(in_flight[0][2], Future)
+                    or in_flight[0][2].done()
+                ):
+                    delivery, msgtype, payload = in_flight.popleft()
+                    data = payload.result() if isinstance(payload, Future) else payload
+                    writer.add(delivery.topic, msgtype, log_time_ns=delivery.log_ns, payload=data)
+
+            def submit(deliveries: list[Delivery]) -> None:
+                built: dict[tuple[str, int, int, bool], Future[bytes] | bytes] = {}
+                for delivery in deliveries:
+                    key = (
+                        delivery.topic,
+                        delivery.stamp_ns,
+                        delivery.header_stamp_ns,
+                        delivery.corrupt,
+                    )
+                    if key not in built:  # a duplicate shares its original's payload
+                        built[key] = drive.build(delivery)
+                    in_flight.append((delivery, topics[delivery.topic], built[key]))
+
+            next_progress = 0
+            for offset, _, sensor in _sensor_ticks(scenario):
+                stamp = START_NS + offset
+                deliveries: list[Delivery] = []
+                for topic in _tick_topics(sensor, scenario):
+                    generated[topic] += 1
+                    deliveries += injector.deliver(topic, stamp)
+                submit(deliveries)
+                drain(_MAX_IN_FLIGHT)
+                # nothing generated from now on is logged before ``stamp``, nor is anything
+                # still being built logged before its own (known) log time
+                pending = min((d.log_ns for d, _, _ in in_flight), default=stamp)
+                writer.advance(min(stamp, pending))
+                if progress is not None and offset >= next_progress:
+                    progress(offset, scenario.duration_ns)
+                    next_progress = offset + _PROGRESS_STEP_NS
+            submit(injector.flush(not_before_ns=START_NS + scenario.duration_ns))
+            drain(0)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if progress is not None:
+        progress(scenario.duration_ns, scenario.duration_ns)
+    truth = write_truth(
+        out,
+        scenario=scenario,
+        start_ns=START_NS,
+        fmt=fmt,
+        topics={
+            topic: {
+                "type": msgtype,
+                "rate_hz": drive.rates.get(topic),
+                "generated": generated[topic],
+                "written": writer.counts.get(topic, 0),
+                "latency_ns": injector.latency_ns(topic),
+                "latency_noise_ns": LATENCY_NOISE_NS,
+            }
+            for topic, msgtype in topics.items()
+        },
+        faults=injector.records,
+        ground_truth={
+            "topic": GROUND_TRUTH_TOPIC,
+            "frame_id": scenario.lidar.frame_id,
+            "stamp": "lidar sweep start (the cloud's header stamp)",
+            "visibility": "actors with at least one lidar return in the sweep",
+            "class": "detections[i].results[0].hypothesis.class_id (score 1.0)",
+            "track_id": "detections[i].id (decimal string, stable over the drive)",
+            "box": "detections[i].bbox: center pose and size (length, width, height) in m",
+        },
+    )
+    wall_s = time.perf_counter() - wall_start
+    return SimulationResult(
+        log_path=out,
+        truth_path=truth,
+        fmt=fmt,
+        message_counts=dict(writer.counts),
+        bytes_written=writer.bytes_written,
+        wall_s=wall_s,
+        sim_s=scenario.duration_ns / 1e9,
+    )
