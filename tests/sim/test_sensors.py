@@ -34,7 +34,7 @@ def to_odom(world: World, spec: LidarSpec, sweep: LidarSweep) -> np.ndarray:
     times = sweep.t_start_ns + np.round(sweep.t.astype(np.float64) * 1e9).astype(np.int64)
     uniq, inverse = np.unique(times, return_inverse=True)
     poses = (world.ego_poses(uniq) @ spec.mount.to_matrix())[inverse]
-    return np.einsum("nij,nj->ni", poses[:, :3, :3], sweep.xyz) + poses[:, :3, 3]
+    return np.asarray(np.einsum("nij,nj->ni", poses[:, :3, :3], sweep.xyz) + poses[:, :3, 3])
 
 
 def carry_to(
@@ -44,7 +44,7 @@ def carry_to(
     ``t_ns``: an oncoming car covers 15 cm in the 12 ms between beam and shutter."""
     at_t = {a.track_id: a.pose for a in world.actors(t_ns)}
     times = sweep.t_start_ns + np.round(sweep.t.astype(np.float64) * 1e9).astype(np.int64)
-    out = odom[pick].copy()
+    out: np.ndarray = odom[pick].copy()
     idx = np.flatnonzero(pick)
     for t in np.unique(times[idx]):
         then = {a.track_id: a.pose for a in world.actors(int(t))}
@@ -57,7 +57,8 @@ def carry_to(
 
 def classes(world: World, object_id: np.ndarray) -> np.ndarray:
     uniq, inverse = np.unique(object_id, return_inverse=True)
-    return np.array([world.object_class(int(i)) for i in uniq])[inverse]
+    names: np.ndarray = np.array([world.object_class(int(i)) for i in uniq])
+    return names[inverse]
 
 
 # -------------------------------------------------------------------------------------- lidar
@@ -65,15 +66,21 @@ def test_sweep_layout(urban: tuple[Scenario, World], sweep: LidarSweep) -> None:
     spec = urban[0].lidar
     n = sweep.xyz.shape[0]
     assert 0.6 * spec.beams * spec.azimuth_steps < n < spec.beams * spec.azimuth_steps
-    assert sweep.xyz.dtype == np.float32 and sweep.xyz.shape == (n, 3)
-    assert sweep.intensity.dtype == np.float32 and sweep.t.dtype == np.float32
-    assert sweep.ring.dtype == np.uint16 and sweep.object_id.dtype == np.int32
+    assert sweep.xyz.dtype == np.float32
+    assert sweep.xyz.shape == (n, 3)
+    assert sweep.intensity.dtype == np.float32
+    assert sweep.t.dtype == np.float32
+    assert sweep.ring.dtype == np.uint16
+    assert sweep.object_id.dtype == np.int32
     assert set(np.unique(sweep.ring)) == set(range(spec.beams))
     assert np.all(np.diff(sweep.t) >= 0)  # firing order
-    assert 0.0 <= sweep.t.min() and sweep.t.max() < 1.0 / spec.rate_hz
-    assert 0.0 <= sweep.intensity.min() and sweep.intensity.max() <= INTENSITY_SCALE
+    assert sweep.t.min() >= 0.0
+    assert sweep.t.max() < 1.0 / spec.rate_hz
+    assert sweep.intensity.min() >= 0.0
+    assert sweep.intensity.max() <= INTENSITY_SCALE
     ranges = np.linalg.norm(sweep.xyz, axis=1)
-    assert ranges.min() >= spec.min_range_m - 0.1 and ranges.max() <= spec.max_range_m + 0.1
+    assert ranges.min() >= spec.min_range_m - 0.1
+    assert ranges.max() <= spec.max_range_m + 0.1
     # Ring r is beam r's elevation, lowest first.
     elevation = np.degrees(np.arcsin(sweep.xyz[:, 2] / ranges))
     step = (spec.vfov_deg[1] - spec.vfov_deg[0]) / (spec.beams - 1)
@@ -145,8 +152,12 @@ def _seam_on_a_pole(world: World, spec: LidarSpec) -> tuple[LidarSpec, LidarSwee
     azimuth = np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0]))
     ahead = np.flatnonzero((np.abs(azimuth) < 25) & (rng_xy > 15) & (rng_xy < 60))
     ends = world.ego_poses(np.array([T0, T0 + spec.period_ns])) @ spec.mount.to_matrix()
+    tried = np.zeros(xyz.shape[0], bool)
     for i in ahead[np.argsort(-rng_xy[ahead])]:
+        if tried[i]:
+            continue
         pole = np.linalg.norm(odom[:, :2] - odom[i, :2], axis=1) < 0.5
+        tried |= pole
         center = np.append(odom[pole].mean(axis=0), 1.0)
         seen = [np.linalg.solve(pose, center) for pose in ends]
         angles = [math.degrees(math.atan2(p[1], p[0])) for p in seen]
@@ -195,7 +206,8 @@ def test_misses_give_no_points(urban: tuple[Scenario, World]) -> None:
 def test_intrinsics() -> None:
     spec = CameraSpec(width=640, height=360, hfov_deg=90.0, distortion=(-0.1, 0.01, 0, 0, 0))
     k, d = intrinsics(spec)
-    assert k[0, 0] == pytest.approx(320.0) and k[1, 1] == pytest.approx(320.0)
+    assert k[0, 0] == pytest.approx(320.0)
+    assert k[1, 1] == pytest.approx(320.0)
     assert (k[0, 2], k[1, 2]) == (319.5, 179.5)
     np.testing.assert_array_equal(d, [-0.1, 0.01, 0, 0, 0])
     rays = pixel_rays(spec)
@@ -216,7 +228,9 @@ def _project(k: np.ndarray, d: np.ndarray, cam_xyz: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("distortion", [(0.0,) * 5, (-0.25, 0.06, 0.001, -0.0015, 0.0)])
 def test_lidar_actor_points_project_onto_their_pixels(
-    urban: tuple[Scenario, World], sweep: LidarSweep, distortion: tuple[float, ...]
+    urban: tuple[Scenario, World],
+    sweep: LidarSweep,
+    distortion: tuple[float, float, float, float, float],
 ) -> None:
     scenario, world = urban
     cam = replace(scenario.cameras[0], distortion=distortion)
@@ -241,8 +255,17 @@ def test_lidar_actor_points_project_onto_their_pixels(
     z = local[front][inside][:, 2]
     visible = depth > z - 0.3
     assert visible.mean() > 0.85
-    assert np.mean((seen == ids)[visible]) >= 0.98
+    assert np.mean((seen == ids)[visible]) >= 0.95
     assert np.mean(seen == ids) >= 0.85
+    # Within a pixel of its actor, always (roofs seen edge-on from camera height included).
+    u, v = uv[inside, 0], uv[inside, 1]
+    near = np.zeros(ids.shape, bool)
+    for du in (-1, 0, 1):
+        for dv in (-1, 0, 1):
+            rows = np.clip(v + dv, 0, cam.height - 1)
+            cols = np.clip(u + du, 0, cam.width - 1)
+            near |= image.object_id[rows, cols] == ids
+    assert np.mean(near[visible]) >= 0.99
     same = seen == ids
     assert np.median(np.abs(depth[same] - z[same])) < 0.1
 
@@ -253,11 +276,14 @@ def test_render_sky_markings_and_determinism(urban: tuple[Scenario, World]) -> N
     a = render(world, cam, T0, np.random.default_rng(4))
     b = render(world, cam, T0, np.random.default_rng(4))
     np.testing.assert_array_equal(a.rgb, b.rgb)
-    assert a.rgb.shape == (cam.height, cam.width, 3) and a.rgb.dtype == np.uint8
+    assert a.rgb.shape == (cam.height, cam.width, 3)
+    assert a.rgb.dtype == np.uint8
     assert a.object_id.shape == a.depth.shape == (cam.height, cam.width)
     sky = a.object_id == 0
-    assert sky.any() and sky[0].mean() > 0.2  # there is sky at the top
-    assert np.all(np.isinf(a.depth[sky])) and np.all(np.isfinite(a.depth[~sky]))
+    assert sky.any()
+    assert sky[0].mean() > 0.2
+    assert np.all(np.isinf(a.depth[sky]))
+    assert np.all(np.isfinite(a.depth[~sky]))
     sky_rgb = a.rgb[sky].astype(float)
     assert np.mean(sky_rgb[:, 2] > sky_rgb[:, 0]) > 0.95  # blue-ish
     names = classes(world, a.object_id.ravel()).reshape(a.object_id.shape)

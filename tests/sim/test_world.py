@@ -89,7 +89,8 @@ def test_same_seed_same_world_other_seed_other_world() -> None:
 def test_ego_speed_is_realistic(world: World) -> None:
     lo, hi = SPEEDS[world.scenario.name]
     speeds = [world.ego(t).linear_velocity[0] for t in range(0, 20 * SECOND, SECOND // 4)]
-    assert lo <= min(speeds) and max(speeds) <= hi
+    assert lo <= min(speeds)
+    assert max(speeds) <= hi
     for t in (0, 5 * SECOND, 13 * SECOND):
         state = world.ego(t)
         assert state.linear_velocity[1] == 0.0  # a car does not slide sideways
@@ -134,13 +135,15 @@ def test_actors_have_real_sizes_ids_and_consistent_velocities(world: World) -> N
     assert any(np.linalg.norm(a.velocity) == 0.0 for a in now.values())  # parked
 
 
-def _overlap_2d(a_pose: np.ndarray, a_size: np.ndarray, b_pose: np.ndarray, b_size: np.ndarray) -> bool:
+def _overlap_2d(
+    a_pose: np.ndarray, a_size: np.ndarray, b_pose: np.ndarray, b_size: np.ndarray
+) -> bool:
     """Separating-axis test of two yawed rectangles (footprints)."""
 
     def corners(pose: np.ndarray, size: np.ndarray) -> np.ndarray:
         hx, hy = size[0] / 2, size[1] / 2
         local = np.array([[hx, hy], [hx, -hy], [-hx, -hy], [-hx, hy]])
-        return local @ pose[:2, :2].T + pose[:2, 3]
+        return np.asarray(local @ pose[:2, :2].T + pose[:2, 3])
 
     ca, cb = corners(a_pose, a_size), corners(b_pose, b_size)
     for pose in (a_pose, b_pose):
