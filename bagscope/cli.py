@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
@@ -31,7 +32,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (files, CI logs) gets a wide console so tables keep their full topic names.
+_PIPE_WIDTH = 160
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 USER_ERROR_EXIT = 2
@@ -124,30 +127,46 @@ def info(
         if as_json:
             out.print_json(json.dumps(summary.to_json()))
             return
-        max_gap = _scan_gaps(log, summary) if gaps else {}
-        _print_info(summary, max_gap)
+        _print_info(summary, _scan_times(log, summary) if gaps else {})
 
 
-def _scan_gaps(log: Log, summary: LogInfo) -> dict[str, int]:
+@dataclass
+class _TopicTimes:
+    """What one pass over the log's times says per topic: rate from its own span, worst gap."""
+
+    first: int
+    last: int
+    count: int = 1
+    max_gap: int = 0
+
+    @property
+    def rate_hz(self) -> float | None:
+        span = self.last - self.first
+        return (self.count - 1) / span * 1e9 if self.count > 1 and span > 0 else None
+
+
+def _scan_times(log: Log, summary: LogInfo) -> dict[str, _TopicTimes]:
     from rich.progress import Progress
 
-    last: dict[str, int] = {}
-    gap: dict[str, int] = {}
+    times: dict[str, _TopicTimes] = {}
     total = max(summary.duration_ns, 1)
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("scanning", total=total)
         for i, msg in enumerate(log.messages()):
             t = msg.log_time_ns
-            prev = last.get(msg.topic)
-            if prev is not None:
-                gap[msg.topic] = max(gap.get(msg.topic, 0), t - prev)
-            last[msg.topic] = t
+            seen = times.get(msg.topic)
+            if seen is None:
+                times[msg.topic] = _TopicTimes(first=t, last=t)
+            else:
+                seen.max_gap = max(seen.max_gap, t - seen.last)
+                seen.last = t
+                seen.count += 1
             if i % 512 == 0:
                 bar.update(task, completed=t - summary.start_ns)
-    return gap
+    return times
 
 
-def _print_info(summary: LogInfo, max_gap: dict[str, int]) -> None:
+def _print_info(summary: LogInfo, scanned: dict[str, _TopicTimes]) -> None:
     from rich.table import Table
 
     from bagscope.replay.timeparse import format_duration
@@ -172,14 +191,16 @@ def _print_info(summary: LogInfo, max_gap: dict[str, int]) -> None:
     table.add_column("Count", justify="right")
     table.add_column("Conns", justify="right")
     table.add_column("Rate", justify="right")
-    if max_gap:
+    if scanned:
         table.add_column("Max gap", justify="right")
     for topic in summary.topics:
-        rate = f"{topic.frequency_hz:.2f} Hz" if topic.frequency_hz is not None else "-"
-        row = [topic.name, topic.msgtype, str(topic.count), str(topic.connections), rate]
-        if max_gap:
-            gap = max_gap.get(topic.name)
-            row.append(format_duration(gap) if gap is not None else "-")
+        seen = scanned.get(topic.name)
+        # A scan measures each topic over its own span; the index only knows the log's.
+        hz = seen.rate_hz if seen is not None else topic.frequency_hz
+        row = [topic.name, topic.msgtype, str(topic.count), str(topic.connections)]
+        row.append(f"{hz:.2f} Hz" if hz is not None else "-")
+        if scanned:
+            row.append(format_duration(seen.max_gap) if seen and seen.count > 1 else "-")
         table.add_row(*row)
     out.print(table)
 
