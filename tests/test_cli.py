@@ -190,3 +190,20 @@ def test_stamp_source_per_topic(camera_lidar_logs: dict[str, Path]) -> None:
     code, _, stderr = invoke(*base, "--stamp", f"{CAMERA}=receive")
     assert code == 2
     assert "receive" in stderr
+
+
+def test_reading_path_never_loads_the_visualisation_stack(
+    camera_lidar_logs: dict[str, Path],
+) -> None:
+    code = (
+        "import sys, bagscope.cli as c\n"
+        "from typer.testing import CliRunner\n"
+        f"for args in (['info', {str(camera_lidar_logs['mcap'])!r}],\n"
+        f"             ['frames', {str(camera_lidar_logs['mcap'])!r}, '--sync', "
+        f"'{LIDAR},{CAMERA}']):\n"
+        "    r = CliRunner().invoke(c.app, args)\n"
+        "    assert r.exit_code == 0, r.output\n"
+        "heavy = [m for m in ('open3d', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
