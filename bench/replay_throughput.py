@@ -9,7 +9,7 @@ its own:
   (d) (c) with every JPEG decoded.
 Then the same on a 4x longer log to show that memory stays flat.
 
-    python bench/replay_throughput.py [--seconds 40] [--scale 4] [--skip-long]
+    python bench/replay_throughput.py [--seconds 30] [--scale 4] [--skip-long]
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def bench(seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=40.0, help="log length (≈1 GB at 40 s)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="log length (≈1 GB at 30 s)")
     parser.add_argument("--scale", type=int, default=4, help="length factor of the long log")
     parser.add_argument("--skip-long", action="store_true", help="only the base length")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "PATH"), help=argparse.SUPPRESS)
