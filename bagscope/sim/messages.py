@@ -36,6 +36,8 @@ __all__ = [
     "VISION_MSGS",
     "BoxTruth",
     "MessageEncoder",
+    "encode_jpeg",
+    "pack_points",
     "quaternion_from_matrix",
 ]
 
@@ -113,6 +115,30 @@ def quaternion_from_matrix(rotation: np.ndarray) -> tuple[float, float, float, f
     if w < 0.0:  # one canonical sign, so equal rotations serialize to equal bytes
         x, y, z, w = -x, -y, -z, -w
     return float(x), float(y), float(z), float(w)
+
+
+def pack_points(
+    *, xyz: np.ndarray, intensity: np.ndarray, ring: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """One :data:`POINT_DTYPE` record per point, pad bytes zeroed so equal clouds are equal
+    bytes; done where the sweep is simulated, so only one buffer travels between processes."""
+    points = np.zeros(len(xyz), dtype=POINT_DTYPE)
+    points["x"] = xyz[:, 0]
+    points["y"] = xyz[:, 1]
+    points["z"] = xyz[:, 2]
+    points["intensity"] = intensity
+    points["ring"] = ring
+    points["t"] = t
+    return points
+
+
+def encode_jpeg(rgb: np.ndarray, *, quality: int) -> bytes:
+    """libjpeg-turbo JPEG of an (H, W, 3) uint8 RGB image, chroma subsampled 4:2:0 as camera
+    drivers and image_transport write it (and twice as fast to encode as 4:4:4)."""
+    jpeg: bytes = simplejpeg.encode_jpeg(
+        np.ascontiguousarray(rgb), quality=quality, colorspace="RGB", colorsubsampling="420"
+    )
+    return jpeg
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,19 +222,31 @@ class MessageEncoder:
         seq: int = 0,
         corrupt: bool = False,
     ) -> bytes:
-        """An unorganized cloud (height 1); ``corrupt`` truncates ``data`` behind the header.
+        """An unorganized cloud (height 1) of the given fields; see :meth:`packed_point_cloud`."""
+        return self.packed_point_cloud(
+            stamp_ns=stamp_ns,
+            frame_id=frame_id,
+            points=pack_points(xyz=xyz, intensity=intensity, ring=ring, t=t),
+            seq=seq,
+            corrupt=corrupt,
+        )
+
+    def packed_point_cloud(
+        self,
+        *,
+        stamp_ns: int,
+        frame_id: str,
+        points: np.ndarray,
+        seq: int = 0,
+        corrupt: bool = False,
+    ) -> bytes:
+        """An unorganized cloud of :data:`POINT_DTYPE` ``points`` (see :func:`pack_points`);
+        ``corrupt`` truncates ``data`` behind the header.
 
         The truncated cloud still deserializes: only ``len(data) != row_step * height`` (and a
         length that is not a whole number of points) gives it away, as with a real cut-off
         driver buffer.
         """
-        points = np.zeros(len(xyz), dtype=POINT_DTYPE)  # zeroed pad bytes: same bytes each run
-        points["x"] = xyz[:, 0]
-        points["y"] = xyz[:, 1]
-        points["z"] = xyz[:, 2]
-        points["intensity"] = intensity
-        points["ring"] = ring
-        points["t"] = t
         data = points.view(np.uint8).reshape(-1)
         if corrupt:
             data = data[: max(len(data) // 2 - 1, 0)]
@@ -239,8 +277,26 @@ class MessageEncoder:
         seq: int = 0,
         corrupt: bool = False,
     ) -> bytes:
-        """JPEG as image_transport writes it; ``corrupt`` cuts the JPEG before its EOI marker."""
-        jpeg = simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace="RGB")
+        """JPEG as image_transport writes it; see :meth:`jpeg_image`."""
+        return self.jpeg_image(
+            stamp_ns=stamp_ns,
+            frame_id=frame_id,
+            jpeg=encode_jpeg(rgb, quality=quality),
+            seq=seq,
+            corrupt=corrupt,
+        )
+
+    def jpeg_image(
+        self,
+        *,
+        stamp_ns: int,
+        frame_id: str,
+        jpeg: bytes,
+        seq: int = 0,
+        corrupt: bool = False,
+    ) -> bytes:
+        """A CompressedImage of already encoded ``jpeg`` (see :func:`encode_jpeg`), so the
+        encoding can run where the frame was rendered; ``corrupt`` cuts it before its EOI."""
         data = np.frombuffer(jpeg, dtype=np.uint8)
         if corrupt:
             data = data[: len(data) // 2]

@@ -3,28 +3,23 @@
 The loop walks sensor *ticks* in time order (static TF once, then TF, odometry, IMU, lidar
 sweeps with their ground truth, camera frames with their CameraInfo), asks the
 :class:`~bagscope.sim.faults.FaultInjector` how each message reaches the log, and only then
-builds payloads - so a frame a fault drops is never rendered. Expensive payloads (ray-cast
-sweeps, rendered and JPEG-encoded frames) run on a small thread pool: Open3D ray casting and
-libjpeg-turbo release the GIL, which is what lets the default drive run faster than real time on
-two cores. Every random draw comes from a stream named by (seed, sensor, stamp), so the bytes do
-not depend on thread timing.
+builds payloads - so a frame a fault drops is never rendered. Sweeps and frames are rendered on
+worker processes (:mod:`bagscope.sim.sensors`) a bounded number ahead, which is what lets the
+default drive run faster than real time on two cores; this process serializes and writes in
+order. Every random draw comes from a stream named by (seed, sensor, stamp), so the bytes do
+not depend on the number of workers or their timing.
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from heapq import merge
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from bagscope.sim import camera as sim_camera
-from bagscope.sim import lidar as sim_lidar
 from bagscope.sim.config import Scenario, make_scenario
 from bagscope.sim.faults import (
     LATENCY_NOISE_NS,
@@ -41,18 +36,21 @@ from bagscope.sim.messages import (
     ODOMETRY,
     POINT_CLOUD,
     TF,
-    BoxTruth,
     MessageEncoder,
 )
+from bagscope.sim.sensors import SensorPool, Sensors
 from bagscope.sim.truth import write_truth
 from bagscope.sim.world import build_world
 from bagscope.sim.writer import LogWriter, check_output_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
+    from concurrent.futures import Future
+
+    import numpy as np
 
     from bagscope.sim.config import CameraSpec
-    from bagscope.sim.lidar import LidarSweep
+    from bagscope.sim.sensors import SweepData
     from bagscope.sim.world import World
 
 __all__ = [
@@ -70,7 +68,7 @@ GROUND_TRUTH_TOPIC = "/ground_truth/objects"
 TF_TOPIC, TF_STATIC_TOPIC, ODOM_TOPIC, IMU_TOPIC = "/tf", "/tf_static", "/odom", "/imu"
 ODOM_FRAME, BASE_FRAME = "odom", "base_link"
 
-_MAX_IN_FLIGHT = 12  # payloads being built at once: bounds memory, keeps both cores busy
+_MAX_IN_FLIGHT = 12  # messages waiting on a worker: bounds memory, keeps the workers busy
 _PROGRESS_STEP_NS = 100_000_000
 
 
@@ -121,10 +119,6 @@ def _rates(scenario: Scenario) -> dict[str, float]:
     return rates
 
 
-def _stream(seed: int, *parts: str) -> np.random.Generator:
-    return np.random.default_rng([seed, *(zlib.crc32(p.encode()) for p in parts)])
-
-
 def _ticks(
     sensor: str, rate_hz: float, *, duration_ns: int, order: int
 ) -> Iterator[tuple[int, int, str]]:
@@ -135,59 +129,66 @@ def _ticks(
         k += 1
 
 
+class _Pending:
+    """A payload whose sensor data a worker is still producing: ``finish`` turns it into bytes."""
+
+    def __init__(self, future: Future[Any], finish: Callable[[Any], bytes]) -> None:
+        self._future = future
+        self._finish = finish
+        self._bytes: bytes | None = None
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> bytes:
+        if self._bytes is None:
+            self._bytes = self._finish(self._future.result())
+        return self._bytes
+
+
 class _Drive:
     """The per-run state: world, encoder, caches, and one payload builder per topic."""
 
-    def __init__(self, scenario: Scenario, *, encoder: MessageEncoder, pool: Any) -> None:
+    def __init__(self, scenario: Scenario, *, encoder: MessageEncoder, workers: int) -> None:
         self.scenario = scenario
         self.world: World = build_world(scenario)
-        # Open3D builds its ray-casting BVH on the first query; do that here, once, rather
-        # than racing two worker threads into it
-        self.world.raycast(np.zeros((1, 3)), np.array([[0.0, 0.0, -1.0]]), 0)
         self.encoder = encoder
-        self.pool = pool
-        self.cameras = {cam.image_topic: cam for cam in scenario.cameras}
+        sensors = Sensors(scenario, world=self.world, start_ns=START_NS)
+        self.pool = SensorPool(sensors, workers=workers)
+        self.cameras = {cam.image_topic: i for i, cam in enumerate(scenario.cameras)}
         self.info_cameras = {cam.info_topic: cam for cam in scenario.cameras}
         self.intrinsics = {cam.name: sim_camera.intrinsics(cam) for cam in scenario.cameras}
         self.rates = _rates(scenario)
-        self._sweeps: dict[int, Future[LidarSweep]] = {}
+        self._sweeps: dict[int, Future[SweepData]] = {}
 
     def seq(self, delivery: Delivery) -> int:
         """ROS1 header ``seq``: the message's index on its topic."""
         rate = self.rates.get(delivery.topic)
         return 0 if rate is None else round((delivery.stamp_ns - START_NS) * rate / 1e9)
 
-    # -- expensive sensor data, shared by the messages that need it ------------------------
-
-    def sweep(self, stamp_ns: int) -> Future[LidarSweep]:
+    def sweep(self, stamp_ns: int) -> Future[SweepData]:
         """The sweep starting at ``stamp_ns``; cloud and ground truth share one ray cast."""
         future = self._sweeps.get(stamp_ns)
         if future is None:
-            spec, seed = self.scenario.lidar, self.scenario.seed
-            rng = _stream(seed, "lidar", str(stamp_ns))
-            future = self.pool.submit(
-                sim_lidar.simulate_sweep, self.world, spec, stamp_ns - START_NS, rng
-            )
+            future = self.pool.sweep(stamp_ns)
             self._sweeps[stamp_ns] = future
             for old in [s for s in self._sweeps if s < stamp_ns - 1_000_000_000]:
                 del self._sweeps[old]  # only a reordered cloud can come back this late
         return future
 
-    # -- payload builders (run on the pool) -------------------------------------------------
-
-    def build(self, delivery: Delivery) -> Future[bytes] | bytes:
-        """Serialized payload of ``delivery``; a future when it is worth a worker thread."""
+    def build(self, delivery: Delivery) -> _Pending | bytes:
+        """Serialized payload of ``delivery``, pending when it waits on a worker."""
         topic = delivery.topic
-        job: Future[bytes]
         if topic == self.scenario.lidar.topic:
-            job = self.pool.submit(self._cloud, delivery, self.sweep(delivery.stamp_ns))
-            return job
+            return _Pending(self.sweep(delivery.stamp_ns), lambda d: self._cloud(delivery, d))
         if topic == GROUND_TRUTH_TOPIC:
-            job = self.pool.submit(self._ground_truth, delivery, self.sweep(delivery.stamp_ns))
-            return job
+            return _Pending(
+                self.sweep(delivery.stamp_ns), lambda d: self._ground_truth(delivery, d)
+            )
         if topic in self.cameras:
-            job = self.pool.submit(self._image, delivery, self.cameras[topic])
-            return job
+            index = self.cameras[topic]
+            frame = self.pool.frame(index, delivery.stamp_ns)
+            return _Pending(frame, lambda px: self._image(delivery, index, px))
         if topic in self.info_cameras:
             return self._camera_info(delivery, self.info_cameras[topic])
         if topic == TF_TOPIC:
@@ -201,59 +202,38 @@ class _Drive:
         msg = f"no builder for topic {topic}"
         raise AssertionError(msg)
 
-    def _cloud(self, delivery: Delivery, sweep: Future[LidarSweep]) -> bytes:
-        data = sweep.result()
-        return self.encoder.point_cloud(
+    def _cloud(self, delivery: Delivery, data: SweepData) -> bytes:
+        return self.encoder.packed_point_cloud(
             stamp_ns=delivery.header_stamp_ns,
             frame_id=self.scenario.lidar.frame_id,
-            xyz=data.xyz,
-            intensity=data.intensity,
-            ring=data.ring,
-            t=data.t,
+            points=data.points,
             seq=self.seq(delivery),
             corrupt=delivery.corrupt,
         )
 
-    def _ground_truth(self, delivery: Delivery, sweep: Future[LidarSweep]) -> bytes:
+    def _ground_truth(self, delivery: Delivery, data: SweepData) -> bytes:
         """Actors hit by at least one lidar ray, as boxes in the lidar frame at sweep start."""
-        data = sweep.result()
-        t_ns = delivery.stamp_ns - START_NS
-        seen = {int(i) for i in np.unique(data.object_id)}
-        ego = self.world.ego(t_ns)
-        lidar_from_odom = np.linalg.inv(ego.pose @ self.scenario.lidar.mount.to_matrix())
-        boxes = [
-            BoxTruth(
-                track_id=actor.track_id,
-                cls=actor.cls,
-                pose=lidar_from_odom @ actor.pose,
-                size=(float(actor.size[0]), float(actor.size[1]), float(actor.size[2])),
-            )
-            for actor in self.world.actors(t_ns)
-            if actor.track_id in seen
-        ]
         return self.encoder.detections(
-            boxes,
+            data.boxes,
             stamp_ns=delivery.header_stamp_ns,
             frame_id=self.scenario.lidar.frame_id,
             seq=self.seq(delivery),
         )
 
-    def _image(self, delivery: Delivery, cam: CameraSpec) -> bytes:
-        rng = _stream(self.scenario.seed, "camera", cam.name, str(delivery.stamp_ns))
-        image = sim_camera.render(self.world, cam, delivery.stamp_ns - START_NS, rng)
-        if cam.compressed:
-            return self.encoder.compressed_image(
+    def _image(self, delivery: Delivery, index: int, pixels: bytes | np.ndarray) -> bytes:
+        cam = self.scenario.cameras[index]
+        if isinstance(pixels, bytes):
+            return self.encoder.jpeg_image(
                 stamp_ns=delivery.header_stamp_ns,
                 frame_id=cam.frame_id,
-                rgb=image.rgb,
-                quality=cam.jpeg_quality,
+                jpeg=pixels,
                 seq=self.seq(delivery),
                 corrupt=delivery.corrupt,
             )
         return self.encoder.raw_image(
             stamp_ns=delivery.header_stamp_ns,
             frame_id=cam.frame_id,
-            rgb=image.rgb,
+            rgb=pixels,
             seq=self.seq(delivery),
             corrupt=delivery.corrupt,
         )
@@ -279,7 +259,7 @@ class _Drive:
     def _tf_static(self, delivery: Delivery) -> bytes:
         lidar = self.scenario.lidar
         edges = [(BASE_FRAME, lidar.frame_id, lidar.mount.to_matrix())]
-        edges += [(BASE_FRAME, cam.frame_id, cam.optical_matrix()) for cam in self.cameras.values()]
+        edges += [(BASE_FRAME, cam.frame_id, cam.optical_matrix()) for cam in self.scenario.cameras]
         return self.encoder.tf(edges, stamp_ns=delivery.header_stamp_ns)
 
     def _odometry(self, delivery: Delivery) -> bytes:
@@ -304,21 +284,6 @@ class _Drive:
             frame_id=BASE_FRAME,
             seq=self.seq(delivery),
         )
-
-
-class _InlinePool:
-    """A pool that runs jobs at once (``workers=0``): handy when profiling or debugging."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as err:  # re-raised by Future.result()
-            future.set_exception(err)
-        return future
-
-    def shutdown(self, *, wait: bool = True, cancel_futures: bool = False) -> None:
-        """Nothing is ever pending."""
 
 
 def _sensor_ticks(scenario: Scenario) -> Iterator[tuple[int, int, str]]:
@@ -366,7 +331,8 @@ def simulate(
 
     A :class:`~bagscope.sim.config.Scenario` object is used as is (``duration_ns``, ``seed``,
     ``camera_size``, ``beams`` and ``raw_images`` then come from it). ``progress`` receives
-    (simulated ns done, total ns). ``workers=0`` builds every payload in the calling thread.
+    (simulated ns done, total ns). ``workers`` processes render sweeps and frames; ``workers=0``
+    renders them in the calling process (same bytes, slower).
     """
     wall_start = time.perf_counter()
     out = Path(out)
@@ -385,26 +351,25 @@ def simulate(
     injector = FaultInjector(parsed, seed=scenario.seed, start_ns=START_NS)
     encoder = MessageEncoder(ros1=fmt == "bag")
     generated = dict.fromkeys(topics, 0)
-    pool: Any = ThreadPoolExecutor(max_workers=workers) if workers > 0 else _InlinePool()
+    drive = _Drive(scenario, encoder=encoder, workers=workers)
     try:
-        drive = _Drive(scenario, encoder=encoder, pool=pool)
         with LogWriter(
             out, fmt=fmt, typestore=encoder.typestore, overwrite=overwrite, compress=compress
         ) as writer:
-            in_flight: deque[tuple[Delivery, str, Future[bytes] | bytes]] = deque()
+            in_flight: deque[tuple[Delivery, str, _Pending | bytes]] = deque()
 
             def drain(limit: int) -> None:
                 while in_flight and (
                     len(in_flight) > limit
-                    or not isinstance(in_flight[0][2], Future)
+                    or not isinstance(in_flight[0][2], _Pending)
                     or in_flight[0][2].done()
                 ):
                     delivery, msgtype, payload = in_flight.popleft()
-                    data = payload.result() if isinstance(payload, Future) else payload
+                    data = payload.result() if isinstance(payload, _Pending) else payload
                     writer.add(delivery.topic, msgtype, log_time_ns=delivery.log_ns, payload=data)
 
             def submit(deliveries: list[Delivery]) -> None:
-                built: dict[tuple[str, int, int, bool], Future[bytes] | bytes] = {}
+                built: dict[tuple[str, int, int, bool], _Pending | bytes] = {}
                 for delivery in deliveries:
                     key = (
                         delivery.topic,
@@ -435,7 +400,7 @@ def simulate(
             submit(injector.flush(not_before_ns=START_NS + scenario.duration_ns))
             drain(0)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        drive.pool.close()
     if progress is not None:
         progress(scenario.duration_ns, scenario.duration_ns)
     truth = write_truth(

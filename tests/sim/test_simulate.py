@@ -163,7 +163,7 @@ def test_camera_tf_imu_and_ground_truth_are_consistent(decoded: dict[str, list[M
         assert det.bbox.size.z > 0
 
 
-def test_same_seed_same_bytes_whatever_the_threads(tmp_path: Path) -> None:
+def test_same_seed_same_bytes_whatever_the_workers(tmp_path: Path) -> None:
     short = _raw(small_scenario(), compressed=True)
     pooled = simulate(tmp_path / "a" / "drive.mcap", scenario=short, workers=2)
     inline = simulate(tmp_path / "b" / "drive.mcap", scenario=short, workers=0)
