@@ -86,6 +86,17 @@ def merge_chunks(
             heapq.heappop(heap)
 
 
+def release_pages(mm: mmap.mmap) -> None:
+    """Drop every resident page of a read-only mapping (see `ResidentWindow` for why it is safe).
+
+    Opening a log reads its index, which for MCAP and ROS1 is spread over the whole file (one
+    record after each chunk); without this the pages touched while opening would count against
+    the replay's memory for as long as the log stays open.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
 class ResidentWindow:
     """Keeps only the region being read resident in a read-only file mapping.
 

@@ -24,6 +24,7 @@ from bagscope.replay.storage.chunks import (
     Entry,
     ResidentWindow,
     merge_chunks,
+    release_pages,
     select_chunks,
 )
 from bagscope.replay.storage.msgtypes import TypeDefinition, normalize_msgtype
@@ -180,6 +181,7 @@ class McapFile:
         )
         self.storage = "mcap-ros1" if self.profile == "ros1" else "mcap"
         self._build_connections(contents, first_id)
+        release_pages(mm)
 
     def _build_connections(self, contents: _Contents, first_id: int) -> None:
         self._local: dict[int, Connection] = {}
@@ -281,7 +283,17 @@ class McapFile:
         (length,) = _U32.unpack_from(mm, pos + 32)
         offsets = struct.iter_unpack("<HQ", mm[pos + 36 : pos + 36 + length])
         ids = frozenset(int(c) for c, _ in offsets)
-        ref = _chunk_ref(mm, chunk_pos + 9, self.size)
+        # Everything about the chunk's records is in its index entry: computing where they
+        # start, rather than reading each chunk's header, keeps opening a log from touching a
+        # page per chunk all over the file (slow on a cold cache, and resident memory after).
+        compression, p = _string(mm, pos + 36 + length + 8)
+        compressed_size, uncompressed_size = struct.unpack_from("<QQ", mm, p)
+        # chunk record: opcode, length, start/end time, size, crc, compression, records length
+        records = chunk_pos + 9 + 8 + 8 + 8 + 4 + 4 + len(compression.encode()) + 8
+        stop = records + compressed_size
+        ref = _ChunkRef(
+            compression, records, min(stop, self.size), uncompressed_size, stop <= self.size
+        )
         return ChunkSpan(start_ns=start, end_ns=end, ids=ids, position=chunk_pos, ref=ref)
 
     # -- recovery ----------------------------------------------------------------------------
