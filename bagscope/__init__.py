@@ -6,7 +6,9 @@ log never pulls in the visualisation stack.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bagscope._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 __all__ = ["Frame", "Log", "Message", "__version__", "open_log"]
@@ -24,10 +26,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    msg = f"module 'bagscope' has no attribute {name!r}"
-    raise AttributeError(msg)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -6,7 +6,9 @@ whole reading stack.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bagscope._lazy import lazy_getattr
 
 __all__ = ["Frame", "Log", "LogInfo", "Message", "TopicInfo", "open_log"]
 
@@ -25,10 +27,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    msg = f"module 'bagscope.replay' has no attribute {name!r}"
-    raise AttributeError(msg)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -1,0 +1,24 @@
+"""Lazy package attributes: a name is imported from its module the first time it is used.
+
+Keeps ``import bagscope`` (and so the CLI's start-up) from pulling in the reading stack.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+
+def lazy_getattr(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module-level ``__getattr__`` resolving ``names`` (attribute → module) on demand."""
+
+    def resolve(name: str) -> Any:
+        if name in names:
+            return getattr(importlib.import_module(names[name]), name)
+        msg = f"module {package!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+
+    return resolve
