@@ -207,3 +207,10 @@ def test_reading_path_never_loads_the_visualisation_stack(
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_unknown_typestore_is_a_user_error(camera_lidar_logs: dict[str, Path]) -> None:
+    code, _, stderr = invoke("info", str(camera_lidar_logs["mcap"]), "--typestore", "rolling-x")
+    assert code == 2
+    assert "rolling-x" in stderr
+    assert "humble" in stderr  # the choices are listed
