@@ -5,7 +5,8 @@ Writes (once, cached in bench/.cache) a log of 64k-point lidar at 10 Hz and 1080
 its own:
   (a) the `mcap` library's raw message iteration (MCAP only),
   (b) rosbags AnyReader + deserialize of every message,
-  (c) bagscope frames() with the lidar xyz touched, images not decoded,
+  (c) bagscope frames() with the lidar xyz touched (summed over), images not decoded,
+ (c0) (c) with the xyz view made but not summed: bagscope's own cost,
   (d) (c) with every JPEG decoded.
 Then the same on a 4x longer log to show that memory stays flat.
 
@@ -159,7 +160,7 @@ def run_rosbags(path: Path) -> dict[str, float]:
     return {"messages": n, "bytes": nbytes, "frames": frames}
 
 
-def run_bagscope(path: Path, *, decode_images: bool) -> dict[str, float]:
+def run_bagscope(path: Path, *, decode_images: bool, touch: bool = True) -> dict[str, float]:
     import bagscope
     from bagscope.replay.sync import NearestSync
 
@@ -169,7 +170,9 @@ def run_bagscope(path: Path, *, decode_images: bool) -> dict[str, float]:
         stream = log.frames(NearestSync(LIDAR, [CAMERA], slop=50_000_000))
         for frame in stream:
             frames += 1
-            frame.clouds[LIDAR].xyz.sum()
+            xyz = frame.clouds[LIDAR].xyz
+            if touch:
+                xyz.sum()
             if decode_images:
                 frame.images[CAMERA].pixels.sum()
         n = sum(stream.stats.messages.values())
@@ -180,6 +183,8 @@ def run_bagscope(path: Path, *, decode_images: bool) -> dict[str, float]:
 VARIANTS = {
     "a:mcap-raw": run_mcap_raw,
     "b:rosbags": run_rosbags,
+    # c0 isolates bagscope's own cost: the (N, 3) xyz view is made but not reduced over.
+    "c0:bagscope-view": lambda p: run_bagscope(p, decode_images=False, touch=False),
     "c:bagscope": lambda p: run_bagscope(p, decode_images=False),
     "d:bagscope+jpeg": lambda p: run_bagscope(p, decode_images=True),
 }
@@ -188,6 +193,7 @@ VARIANTS = {
 PRELOAD = {
     "a:mcap-raw": ("mcap.reader",),
     "b:rosbags": ("rosbags.highlevel",),
+    "c0:bagscope-view": ("bagscope.replay.log", "bagscope.replay.sync", "bagscope.replay.framing"),
     "c:bagscope": ("bagscope.replay.log", "bagscope.replay.sync", "bagscope.replay.framing"),
     "d:bagscope+jpeg": ("bagscope.replay.log", "bagscope.replay.sync", "bagscope.replay.framing"),
 }
@@ -242,7 +248,10 @@ def bench(seconds: float) -> None:
         )
     for storage in ("mcap", "sqlite3"):
         c = speed[(storage, "c:bagscope")]
+        c0 = speed[(storage, "c0:bagscope-view")]
         parts = [f"c/b = {c / speed[(storage, 'b:rosbags')]:.2f}"]
+        if (storage, "a:mcap-raw") in speed:
+            parts.append(f"c0/a = {c0 / speed[(storage, 'a:mcap-raw')]:.2f}")
         if (storage, "a:mcap-raw") in speed:
             parts.insert(0, f"c/a = {c / speed[(storage, 'a:mcap-raw')]:.2f}")
         print(f"{storage}: " + ", ".join(parts))
