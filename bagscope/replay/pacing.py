@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from bagscope.replay.errors import ReplayError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable
 
 
 @dataclass(slots=True, kw_only=True)
@@ -54,12 +54,3 @@ class Pacer:
     def reset(self) -> None:
         """Forget the anchor (after a pause, a seek, or when a loop starts over)."""
         self._anchor = None
-
-
-def paced(
-    items: Iterable[object], times: Callable[[object], int], pacer: Pacer
-) -> Iterator[object]:
-    """Yield ``items`` no faster than the pacer allows, using ``times(item)`` as log time."""
-    for item in items:
-        pacer.wait(times(item))
-        yield item
