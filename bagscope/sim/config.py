@@ -148,6 +148,9 @@ class CameraSpec:
     distortion: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
     compressed: bool = True
     jpeg_quality: int = 85
+    # Cameras free-run rather than being triggered by the lidar: their exposures fall between
+    # sweeps, which is what makes syncing them a real problem (and skew a real measurement).
+    phase_ns: int = 7_000_000
     mount: Mount = field(default_factory=lambda: Mount(x=1.6, z=1.5))
 
     @property

@@ -120,11 +120,11 @@ def _rates(scenario: Scenario) -> dict[str, float]:
 
 
 def _ticks(
-    sensor: str, rate_hz: float, *, duration_ns: int, order: int
+    sensor: str, rate_hz: float, *, duration_ns: int, order: int, phase_ns: int = 0
 ) -> Iterator[tuple[int, int, str]]:
-    """(offset_ns, order, sensor) at ``rate_hz`` from 0: integer stamps without drift."""
+    """(offset_ns, order, sensor) at ``rate_hz`` from ``phase_ns``: integer stamps, no drift."""
     k = 0
-    while (offset := round(k * 1e9 / rate_hz)) < duration_ns:
+    while (offset := phase_ns + round(k * 1e9 / rate_hz)) < duration_ns:
         yield offset, order, sensor
         k += 1
 
@@ -296,7 +296,7 @@ def _sensor_ticks(scenario: Scenario) -> Iterator[tuple[int, int, str]]:
         _ticks("lidar", scenario.lidar.rate_hz, duration_ns=duration, order=4),
     ]
     streams += [
-        _ticks(f"camera:{i}", cam.rate_hz, duration_ns=duration, order=5 + i)
+        _ticks(f"camera:{i}", cam.rate_hz, duration_ns=duration, order=5 + i, phase_ns=cam.phase_ns)
         for i, cam in enumerate(scenario.cameras)
     ]
     return merge(*streams)

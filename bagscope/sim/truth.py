@@ -56,6 +56,7 @@ def scenario_json(scenario: Scenario, *, start_ns: int) -> dict[str, Any]:
                 "width": cam.width,
                 "height": cam.height,
                 "rate_hz": cam.rate_hz,
+                "phase_ns": cam.phase_ns,
                 "hfov_deg": cam.hfov_deg,
                 "distortion": list(cam.distortion),
                 "compressed": cam.compressed,
