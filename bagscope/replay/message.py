@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bagscope.replay.decode import CDR_PARSERS, DECODERS
 from bagscope.replay.storage.stamps import header_stamp_ns
 
 if TYPE_CHECKING:
@@ -91,6 +90,10 @@ class Message:
     def decode(self) -> object:
         """Our record for sensor types (PointCloud, CameraImage, CameraModel), else the payload."""
         if self._decoded is _UNSET:
+            # Imported here: reading metadata and stamps never needs the decoders (or numpy's
+            # image stack), and `replay info` should start instantly.
+            from bagscope.replay.decode import DECODERS
+
             decoder = DECODERS.get(self.msgtype)
             if decoder is None:
                 self._decoded = self.payload
@@ -102,6 +105,8 @@ class Message:
         """The hot sensor types parsed straight from CDR bytes (None: use rosbags)."""
         if self._raw.connection.serialization != "cdr":
             return None
+        from bagscope.replay.decode import CDR_PARSERS
+
         parser = CDR_PARSERS.get(self.msgtype)
         return parser(self._raw.data) if parser is not None else None
 
