@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
+    from bagscope.replay.storage.base import Connection, RawMessage
+
 # (log time ns, file-local channel id, payload)
 Entry = tuple[int, int, memoryview]
 
@@ -129,3 +131,52 @@ class ResidentWindow:
         if floor > low:
             with contextlib.suppress(OSError, ValueError):  # a closed map, or no madvise here
                 self._mm.madvise(mmap.MADV_DONTNEED, low, floor - low)
+
+
+def entry_time(entry: Entry) -> int:
+    """Sort key of an entry: its log time."""
+    return entry[0]
+
+
+class MappedChunkFile:
+    """What the memory-mapped chunked formats (ROS1 bags, MCAP) share once a file is indexed.
+
+    Subclasses set ``_mm``, ``_local`` (file-local id → connection), ``_by_id`` (global id →
+    file-local id) and provide ``_load`` for their own chunk layout.
+    """
+
+    _mm: mmap.mmap
+    _local: dict[int, Connection]
+    _by_id: dict[int, int]
+
+    def _load(
+        self, wanted: frozenset[int], start_ns: int | None, end_ns: int | None
+    ) -> Callable[[ChunkSpan], list[Entry]]:
+        raise NotImplementedError
+
+    def _wanted(self, ids: frozenset[int] | None) -> frozenset[int]:
+        """File-local ids of the requested global connection ids (None: all)."""
+        if ids is None:
+            return frozenset(self._local)
+        return frozenset(self._by_id[i] for i in ids if i in self._by_id)
+
+    def _stream(
+        self,
+        chunks: Sequence[ChunkSpan],
+        wanted: frozenset[int],
+        *,
+        start_ns: int | None,
+        end_ns: int | None,
+    ) -> Iterator[RawMessage]:
+        from bagscope.replay.storage.base import RawMessage
+
+        local = self._local
+        chosen = select_chunks(chunks, wanted=wanted, start_ns=start_ns, end_ns=end_ns)
+        for t, cid, data in merge_chunks(chosen, self._load(wanted, start_ns, end_ns)):
+            yield RawMessage(local[cid], t, data)
+
+    def close(self) -> None:
+        """Release the memory map (views handed out must not be used afterwards)."""
+        # Messages still holding views keep the map alive; it is freed once they are garbage.
+        with contextlib.suppress(BufferError):
+            self._mm.close()

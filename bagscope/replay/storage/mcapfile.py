@@ -8,7 +8,6 @@ linear scan up to the last intact record. Record layouts follow the MCAP specifi
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import struct
 from dataclasses import dataclass, field
@@ -22,10 +21,10 @@ from bagscope.replay.storage.base import Connection, RawMessage, StorageInfo
 from bagscope.replay.storage.chunks import (
     ChunkSpan,
     Entry,
+    MappedChunkFile,
     ResidentWindow,
-    merge_chunks,
+    entry_time,
     release_pages,
-    select_chunks,
 )
 from bagscope.replay.storage.msgtypes import TypeDefinition, normalize_msgtype
 from bagscope.replay.storage.recovery import span_text
@@ -148,7 +147,7 @@ def _chunk_ref(mm: mmap.mmap, pos: int, end: int) -> _ChunkRef:
     return _ChunkRef(compression, start, min(stop, end), size, intact=stop <= end)
 
 
-class McapFile:
+class McapFile(MappedChunkFile):
     """One MCAP file as a chunked, time-indexed source of raw messages."""
 
     def __init__(self, path: Path, *, first_id: int) -> None:
@@ -343,7 +342,7 @@ class McapFile:
                 break
             pos = body + length
         if contents.loose:
-            contents.loose.sort(key=_first)
+            contents.loose.sort(key=entry_time)
         if times:
             contents.start_ns, contents.end_ns = min(times), max(times)
         return contents, complete, size - pos
@@ -434,7 +433,7 @@ class McapFile:
                             append((t, cid, source[body + 22 : pos]))
             except struct.error:
                 pass  # a cut-off chunk ends inside a record header
-            entries.sort(key=_first)
+            entries.sort(key=entry_time)
             return entries
 
         return load
@@ -443,11 +442,7 @@ class McapFile:
         self, ids: frozenset[int] | None, *, start_ns: int | None, end_ns: int | None
     ) -> Iterator[RawMessage]:
         """Raw messages of the global connection ``ids`` (None: all) in time order."""
-        local = self._local
-        if ids is None:
-            wanted = frozenset(local)
-        else:
-            wanted = frozenset(self._by_id[i] for i in ids if i in self._by_id)
+        wanted = self._wanted(ids)
         chunks = list(self._chunks)
         if self._loose:
             chunks.append(
@@ -458,16 +453,4 @@ class McapFile:
                     position=0,
                 )
             )
-        chunks = select_chunks(chunks, wanted=wanted, start_ns=start_ns, end_ns=end_ns)
-        for t, cid, data in merge_chunks(chunks, self._load(wanted, start_ns, end_ns)):
-            yield RawMessage(local[cid], t, data)
-
-    def close(self) -> None:
-        """Release the memory map (views handed out must not be used afterwards)."""
-        # Messages still holding views keep the map alive; it is freed once they are garbage.
-        with contextlib.suppress(BufferError):
-            self._mm.close()
-
-
-def _first(entry: Entry) -> int:
-    return entry[0]
+        return self._stream(chunks, wanted, start_ns=start_ns, end_ns=end_ns)

@@ -22,10 +22,10 @@ from bagscope.replay.storage.base import Connection, RawMessage, StorageInfo
 from bagscope.replay.storage.chunks import (
     ChunkSpan,
     Entry,
+    MappedChunkFile,
     ResidentWindow,
-    merge_chunks,
+    entry_time,
     release_pages,
-    select_chunks,
 )
 from bagscope.replay.storage.msgtypes import TypeDefinition, normalize_msgtype
 from bagscope.replay.storage.recovery import span_text
@@ -174,7 +174,7 @@ def _scan_chunk(
     return out, True
 
 
-class Rosbag1File:
+class Rosbag1File(MappedChunkFile):
     """One ROS1 bag as a chunked, time-indexed source of raw messages."""
 
     storage = "rosbag1"
@@ -355,7 +355,7 @@ class Rosbag1File:
         )
 
     def _load(
-        self, wanted: frozenset[int] | None, start_ns: int | None, end_ns: int | None
+        self, wanted: frozenset[int], start_ns: int | None, end_ns: int | None
     ) -> Callable[[ChunkSpan], list[Entry]]:
         mm = self._mm
         view = memoryview(mm)
@@ -370,11 +370,11 @@ class Rosbag1File:
             entries = [
                 (t, cid, source[a:b])
                 for t, cid, a, b in records
-                if (wanted is None or cid in wanted)
+                if cid in wanted
                 and (start_ns is None or t >= start_ns)
                 and (end_ns is None or t < end_ns)
             ]
-            entries.sort(key=_first)
+            entries.sort(key=entry_time)
             return entries
 
         return load
@@ -383,20 +383,5 @@ class Rosbag1File:
         self, ids: frozenset[int] | None, *, start_ns: int | None, end_ns: int | None
     ) -> Iterator[RawMessage]:
         """Raw messages of the global connection ``ids`` (None: all) in time order."""
-        local = self._local
-        wanted = None if ids is None else frozenset(self._by_id[i] for i in ids if i in self._by_id)
-        if wanted is None:
-            wanted = frozenset(local)
-        chunks = select_chunks(self._chunks, wanted=wanted, start_ns=start_ns, end_ns=end_ns)
-        for t, cid, data in merge_chunks(chunks, self._load(wanted, start_ns, end_ns)):
-            yield RawMessage(local[cid], t, data)
-
-    def close(self) -> None:
-        """Release the memory map (views handed out must not be used afterwards)."""
-        # Messages still holding views keep the map alive; it is freed once they are garbage.
-        with contextlib.suppress(BufferError):
-            self._mm.close()
-
-
-def _first(entry: Entry) -> int:
-    return entry[0]
+        wanted = self._wanted(ids)
+        return self._stream(self._chunks, wanted, start_ns=start_ns, end_ns=end_ns)
