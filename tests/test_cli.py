@@ -74,7 +74,16 @@ def test_frames_summary_and_jsonl(camera_lidar_logs: dict[str, Path]) -> None:
         (["info", "does/not/exist.bag"], "does/not/exist.bag"),
         (["frames", "{log}", "--sync", "/lidar/points,/nope"], "/nope"),
         (
-            ["frames", "{log}", "--sync", LIDAR, "--policy", "nearest", "--slop", "5 parsecs"],
+            [
+                "frames",
+                "{log}",
+                "--sync",
+                f"{LIDAR},{CAMERA}",
+                "--policy",
+                "nearest",
+                "--slop",
+                "5 parsecs",
+            ],
             "5 parsecs",
         ),
         (["frames", "{log}", "--sync", f"{LIDAR},{CAMERA}", "--policy", "bogus"], "bogus"),

@@ -2,13 +2,16 @@
 
 Every error a *user* can cause (a wrong path, a log we cannot read, an unknown topic or message
 type, a bad duration) derives from :class:`ReplayError`, so the CLI can turn exactly those into
-one red line and exit code 2 while real bugs keep their traceback.
+one red line and exit code 2 while real bugs keep their traceback
+(:class:`bagscope.errors.BagscopeError` is the root above this one and the simulator's).
 """
 
 from __future__ import annotations
 
+from bagscope.errors import BagscopeError
 
-class ReplayError(Exception):
+
+class ReplayError(BagscopeError):
     """A problem with the user's input: the CLI reports it in one line."""
 
 
@@ -42,3 +45,7 @@ class SyncError(ReplayError):
 
 class DurationError(ReplayError):
     """A duration or time string could not be parsed."""
+
+
+class WindowError(ReplayError):
+    """A ``--start``/``--end`` window that cannot hold any message of the log."""

@@ -44,17 +44,20 @@ class DecodedByTopic(Mapping[str, Any]):
 
 @dataclass(slots=True, kw_only=True)
 class Frame:
-    """One synced set of sensor messages at reference time ``t`` (ns).
+    """One synced set of sensor messages at reference time ``t_ns``.
+
+    Times are integer nanoseconds and named ``*_ns`` (``t_ns``, ``stamps_ns``), as in the
+    JSON lines ``replay frames --jsonl`` prints.
 
     ``clouds`` and ``images`` map topic → `PointCloud` / `CameraImage` (images decode their pixels
     only when ``.pixels`` is read). ``cameras`` maps an image topic to the `CameraModel` of the
     latest CameraInfo seen for it. ``outputs`` is where model stages put what they add.
     """
 
-    t: int
+    t_ns: int
     index: int
     messages: Mapping[str, Message]
-    stamps: Mapping[str, int]
+    stamps_ns: Mapping[str, int]
     clouds: Mapping[str, PointCloud]
     images: Mapping[str, CameraImage]
     cameras: Mapping[str, CameraModel] = field(default_factory=dict)
@@ -64,5 +67,5 @@ class Frame:
     @property
     def skew_ns(self) -> int:
         """Spread of the member stamps: how far apart in time the synced messages really are."""
-        values = list(self.stamps.values())
+        values = list(self.stamps_ns.values())
         return max(values) - min(values) if values else 0

@@ -1,107 +1,204 @@
 """Turning a message stream into synced frames, and keeping score of what did not make it.
 
-The sync policies know nothing of logs; this module feeds them, decodes what a frame carries
-(cheaply: pixels stay encoded), attaches camera models and a TF view, and counts every message
-that was dropped or could not be decoded so a long replay reports problems instead of dying.
+The sync policies know nothing of logs; this module feeds them, checks what a frame carries
+(cheaply: pixels stay encoded), attaches camera models and the log's TF, and accounts for every
+message of a synced topic: *used* in a frame, *not needed* (a closer one won: a rate
+difference), *dropped* (a real loss: no frame was possible, a queue overflowed) or a *decode
+error*. A long replay reports problems instead of dying, and says why when few frames come out.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from bagscope.replay.errors import DecodeError, SyncError
+from bagscope.replay.decode import types_in_slot
+from bagscope.replay.errors import DecodeError, ReplayError, SyncError
 from bagscope.replay.frame import DecodedByTopic, Frame
-from bagscope.replay.log import TF_TYPES, is_static_tf_topic
+from bagscope.replay.log import resolve_topic
+from bagscope.replay.reasons import explain
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+    from numpy.typing import NDArray
 
     from bagscope.replay.decode import CameraModel
-    from bagscope.replay.log import Log
     from bagscope.replay.message import Message
+    from bagscope.replay.storage.base import Connection
     from bagscope.replay.sync import SyncPolicy
     from bagscope.replay.tf import TransformBuffer
 
-StampSource = Literal["header", "log"] | dict[str, Literal["header", "log"]]
+Source = Literal["header", "log"]
+StampSource = Source | dict[str, Source]
 
-CLOUD_TYPES = frozenset({"sensor_msgs/msg/PointCloud2"})
-IMAGE_TYPES = frozenset({"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"})
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+CLOUD_TYPES = types_in_slot("cloud")
+IMAGE_TYPES = types_in_slot("image")
+CAMERA_INFO_TYPES = types_in_slot("camera")
+_SOURCES: tuple[Source, ...] = ("header", "log")
 
 
-def camera_info_topic(image_topic: str, topics: set[str]) -> str | None:
+def parse_stamp_source(text: str) -> StampSource:
+    """``header``, ``log``, or per topic ``/cam/image=log,/lidar=header`` (others: header)."""
+    if text in _SOURCES:
+        return text
+    per_topic: dict[str, Source] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        topic, _, source = part.rpartition("=")
+        if not topic or source not in _SOURCES:
+            msg = f"--stamp takes header, log or TOPIC=header|log pairs, not {part!r}"
+            raise ReplayError(msg)
+        per_topic[topic] = source
+    if not per_topic:
+        msg = "--stamp takes header, log or TOPIC=header|log pairs, not an empty value"
+        raise ReplayError(msg)
+    return per_topic
+
+
+def camera_info_topic(image_topic: str, topics: Iterable[str]) -> str | None:
     """The CameraInfo topic beside an image topic (``/cam/image_raw`` → ``/cam/camera_info``).
 
     ROS drivers publish both in one namespace, so walk up the image topic's namespaces until a
-    sibling ``camera_info`` exists.
+    sibling ``camera_info`` exists; a topic recorded without the leading slash finds one
+    recorded the same way.
     """
+    known = set(topics)
+    lead = "/" if image_topic.startswith("/") else ""
     parts = image_topic.strip("/").split("/")
     for cut in range(len(parts) - 1, -1, -1):
-        candidate = "/" + "/".join([*parts[:cut], "camera_info"])
-        if candidate in topics:
+        candidate = lead + "/".join([*parts[:cut], "camera_info"])
+        if candidate in known:
             return candidate
     return None
 
 
+# A stretch between two frames counts as the normal rhythm up to this many median frame periods.
+_NORMAL_GAP = 1.5
+
+
+def near_frames(stamps: NDArray[np.int64], frame_times: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Which unused messages lay where frames were being made (so a closer one simply won).
+
+    A message between two frames no more than 1.5 median frame periods apart, or within one
+    period before the first or after the last frame, was passed over for a better one: a
+    rate difference. Elsewhere (in a stretch with no frames, or with no frame at all) no frame
+    was possible: a real loss.
+    """
+    near = np.zeros(stamps.size, dtype=bool)
+    if frame_times.size == 0 or stamps.size == 0:
+        return near
+    times = np.sort(frame_times)
+    if times.size == 1:
+        near[:] = True  # one frame: no rhythm to judge by
+        return near
+    period = float(np.median(np.diff(times)))
+    idx = np.searchsorted(times, stamps)
+    inside = (idx > 0) & (idx < times.size)
+    gap = times[np.minimum(idx, times.size - 1)] - times[np.maximum(idx - 1, 0)]
+    near[inside] = gap[inside] <= _NORMAL_GAP * period
+    edge = ~inside
+    distance = np.where(idx == 0, times[0] - stamps, stamps - times[-1])
+    near[edge] = distance[edge] <= period
+    return near
+
+
 @dataclass(slots=True, kw_only=True)
 class FrameStats:
-    """The score of one replay: what was emitted, dropped, broken, and how tight the sync was."""
+    """The score of one replay, per synced topic and overall.
 
+    Per topic, ``used + not_needed + dropped + decode_errors == messages`` once the stream is
+    exhausted (while it runs, messages the policy still holds are in none of the first three).
+    """
+
+    topics: tuple[str, ...] = ()
     frames: int = 0
     messages: Counter[str] = field(default_factory=Counter)
+    used: dict[str, int] = field(default_factory=dict)
+    not_needed: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     decode_errors: Counter[str] = field(default_factory=Counter)
     first_decode_error: dict[str, str] = field(default_factory=dict)
-    skews_ns: list[int] = field(default_factory=list)
+    skews_ns: array[int] = field(default_factory=lambda: array("q"))
+    frame_times_ns: array[int] = field(default_factory=lambda: array("q"))
+    reasons: list[str] = field(default_factory=list)
 
-    def skew_percentiles(self) -> dict[str, float]:
-        """Skew p50/p95/max in ns (0 when no frame was emitted)."""
+    def skew_percentiles(self) -> dict[str, int | None]:
+        """Skew p50/p95/max in ns (None each when no frame was emitted)."""
         if not self.skews_ns:
-            return {"p50": 0.0, "p95": 0.0, "max": 0.0}
-        arr = np.asarray(self.skews_ns, dtype=np.float64)
+            return {"p50": None, "p95": None, "max": None}
+        arr = np.frombuffer(self.skews_ns, dtype=np.int64)
+        p50, p95 = np.percentile(arr, [50, 95], method="nearest")
+        return {"p50": int(p50), "p95": int(p95), "max": int(arr.max())}
+
+    def to_json(self) -> dict[str, Any]:
+        """The run summary ``replay frames --json`` prints."""
         return {
-            "p50": float(np.percentile(arr, 50)),
-            "p95": float(np.percentile(arr, 95)),
-            "max": float(arr.max()),
+            "frames": self.frames,
+            "topics": {
+                topic: {
+                    "messages": self.messages.get(topic, 0),
+                    "used": self.used.get(topic, 0),
+                    "not_needed": self.not_needed.get(topic, 0),
+                    "dropped": self.dropped.get(topic, 0),
+                    "decode_errors": self.decode_errors.get(topic, 0),
+                }
+                for topic in self.topics
+            },
+            "skew_ns": self.skew_percentiles(),
+            "reasons": list(self.reasons),
         }
 
 
 class FrameStream:
-    """An iterator of `Frame`s whose ``stats`` are complete once it is exhausted."""
+    """An iterator of `Frame`s whose ``stats`` are complete once it is exhausted.
+
+    It reads nothing itself: ``read(topics)`` streams the messages of the topics it needs (in
+    log-time order), ``connections`` say what the log holds, and ``tf`` (called once, only when
+    the log has TF) gives the whole log's transforms.
+    """
 
     def __init__(
         self,
-        log: Log,
-        sync: SyncPolicy[Message],
         *,
-        start: int | None,
-        end: int | None,
-        stamp_source: StampSource,
-        strict: bool,
+        read: Callable[[Sequence[str]], Iterable[Message]],
+        connections: Sequence[Connection],
+        sync: SyncPolicy[Message],
+        tf: Callable[[], TransformBuffer | None],
+        stamp_source: StampSource = "header",
+        strict: bool = False,
     ) -> None:
-        self.log = log
         self.sync = sync
-        self.start = start
-        self.end = end
         self.strict = strict
-        self.stats = FrameStats()
-        self._sources = self._resolve_sources(stamp_source)
-        # Fail on unknown topics now, not at the first next().
-        self._sync_conns = log.connections(sync.topics)
+        kinds: dict[str, str] = {}
+        for conn in connections:
+            kinds.setdefault(conn.topic, conn.msgtype)
+        # The policy's topics as the log spells them (a leading slash or not).
+        self._recorded = tuple(resolve_topic(t, kinds) for t in sync.topics)
+        self._sources = self._resolve_sources(stamp_source, kinds)
+        self._kinds = kinds
+        self._read = read
+        self._tf = tf
+        self.stats = FrameStats(topics=tuple(sync.topics))
+        self._stamps: list[array[int]] = [array("q") for _ in sync.topics]
+        # Stamps of the messages the policy passed over, judged against the frames at the end.
+        self._passed_over: list[array[int]] = [array("q") for _ in sync.topics]
+        sync.watch_not_needed(lambda i, stamp: self._passed_over[i].append(stamp))
+        self._final = False
         self._iter = self._generate()
 
-    def _resolve_sources(self, stamp_source: StampSource) -> dict[str, str]:
+    def _resolve_sources(self, stamp_source: StampSource, kinds: Mapping[str, str]) -> list[str]:
         if isinstance(stamp_source, str):
-            return dict.fromkeys(self.sync.topics, stamp_source)
-        unknown = set(stamp_source) - set(self.sync.topics)
+            return [stamp_source] * len(self._recorded)
+        chosen = {resolve_topic(t, kinds): s for t, s in stamp_source.items()}
+        unknown = set(chosen) - set(self._recorded)
         if unknown:
-            msg = f"stamp source given for topics not being synced: {', '.join(sorted(unknown))}"
+            msg = f"--stamp names topics that are not synced: {', '.join(sorted(unknown))}"
             raise SyncError(msg)
-        return {t: stamp_source.get(t, "header") for t in self.sync.topics}
+        return [chosen.get(t, "header") for t in self._recorded]
 
     def __iter__(self) -> Iterator[Frame]:
         return self
@@ -110,58 +207,88 @@ class FrameStream:
         return next(self._iter)
 
     def _generate(self) -> Iterator[Frame]:
-        log = self.log
-        all_topics = set(log.topics)
-        sync_topics = set(self.sync.topics)
-        kinds = {c.topic: c.msgtype for c in self._sync_conns}
+        sync = self.sync
+        policy_topics = sync.topics
+        index = {topic: i for i, topic in enumerate(self._recorded)}
+        checked = [self._kinds[t] in CLOUD_TYPES | IMAGE_TYPES for t in self._recorded]
+        by_header = [s == "header" for s in self._sources]
         info_for = {
-            topic: info
-            for topic in sync_topics
-            if kinds[topic] in IMAGE_TYPES
-            and (info := camera_info_topic(topic, all_topics)) is not None
+            policy_topics[i]: info
+            for i, topic in enumerate(self._recorded)
+            if self._kinds[topic] in IMAGE_TYPES
+            and (info := camera_info_topic(topic, self._kinds)) is not None
+            and self._kinds[info] in CAMERA_INFO_TYPES
         }
         info_topics = set(info_for.values())
-        tf_topics = set(log.tf_topics())
-        read = sync_topics | info_topics | tf_topics
-        tf_buffer: TransformBuffer | None = None
-        if tf_topics:
-            from bagscope.replay.tf import TransformBuffer
-
-            tf_buffer = TransformBuffer()
+        tf_buffer = self._tf()
         latest_info: dict[str, CameraModel] = {}
-
-        for msg in log.messages(start=self.start, end=self.end, topics=sorted(read)):
-            topic = msg.topic
-            if topic in sync_topics:
-                self.stats.messages[topic] += 1
-                if not self._check_decodes(msg):
+        counts = [0] * len(policy_topics)
+        stamps = self._stamps
+        build = self._frame
+        try:
+            for msg in self._read([*self._recorded, *sorted(info_topics)]):
+                i = index.get(msg.topic)
+                if i is None:
+                    try:
+                        latest_info[msg.topic] = msg.decode()  # type: ignore[assignment]
+                    except DecodeError as err:
+                        self._count_error(msg.topic, err)
                     continue
-                stamp = msg.stamp_ns(self._sources[topic])
-                for members in self.sync.add(topic, stamp, msg):
-                    yield self._frame(
-                        members, info_for=info_for, latest_info=latest_info, tf_buffer=tf_buffer
-                    )
-            if topic in info_topics and msg.msgtype == CAMERA_INFO_TYPE:
-                try:
-                    latest_info[topic] = msg.decode()  # type: ignore[assignment]
-                except DecodeError as err:
-                    self._count_error(topic, err)
-            if topic in tf_topics and tf_buffer is not None and msg.msgtype in TF_TYPES:
-                tf_buffer.add_message(msg.payload, static=is_static_tf_topic(topic))
-        for members in self.sync.flush():
-            yield self._frame(
-                members, info_for=info_for, latest_info=latest_info, tf_buffer=tf_buffer
-            )
-        self.stats.dropped = dict(self.sync.dropped)
+                counts[i] += 1
+                if checked[i] and not self._decodes(msg, policy_topics[i]):
+                    continue
+                stamp = msg.stamp_ns("header" if by_header[i] else "log")
+                stamps[i].append(stamp)
+                for members in sync.add(policy_topics[i], stamp, msg):
+                    yield build(members, info_for, latest_info, tf_buffer)
+                    self._books(counts)
+            for members in sync.flush():
+                yield build(members, info_for, latest_info, tf_buffer)
+            self._books(counts, final=True)
+        finally:
+            self._books(counts)
+            self._explain()
 
-    def _check_decodes(self, msg: Message) -> bool:
-        """Decode sensor payloads up front (pixels stay lazy) so corrupt ones never reach sync."""
-        if msg.msgtype not in CLOUD_TYPES and msg.msgtype not in IMAGE_TYPES:
-            return True
+    def _books(self, counts: list[int], *, final: bool = False) -> None:
+        """Bring the stats up to date (also while streaming, in case the consumer stops).
+
+        At the end, a message the policy passed over where no frame was made (a stretch with
+        no frames) moves from *not needed* to *dropped*: no frame was possible for it.
+        """
+        if self._final:
+            return
+        stats, sync = self.stats, self.sync
+        for topic, n in zip(sync.topics, counts, strict=True):
+            stats.messages[topic] = n
+        used, not_needed, dropped = sync.used, sync.not_needed, sync.dropped
+        if final:
+            frames = np.frombuffer(stats.frame_times_ns, dtype=np.int64)
+            for topic, passed in zip(sync.topics, self._passed_over, strict=True):
+                stamps = np.frombuffer(passed, dtype=np.int64)
+                lost = int(stamps.size - np.count_nonzero(near_frames(stamps, frames)))
+                not_needed[topic] -= lost
+                dropped[topic] += lost
+            self._final = True
+        stats.used, stats.not_needed, stats.dropped = used, not_needed, dropped
+
+    def _explain(self) -> None:
+        topics = self.sync.topics
+        self.stats.reasons = explain(
+            self.stats,
+            self.sync,
+            stamps={
+                t: np.frombuffer(a, dtype=np.int64)
+                for t, a in zip(topics, self._stamps, strict=True)
+            },
+            stamp_sources=dict(zip(topics, self._sources, strict=True)),
+        )
+
+    def _decodes(self, msg: Message, topic: str) -> bool:
+        """The structural check every synced sensor message gets (pixels stay encoded)."""
         try:
             msg.decode()
         except DecodeError as err:
-            self._count_error(msg.topic, err)
+            self._count_error(topic, err)
             return False
         return True
 
@@ -171,27 +298,29 @@ class FrameStream:
         self.stats.decode_errors[topic] += 1
         self.stats.first_decode_error.setdefault(topic, str(err))
 
-    def _frame(
+    def _frame(  # noqa: PLR0917 -- called once per frame, positionally, on the hot path
         self,
         members: tuple[Message, ...],
-        *,
         info_for: Mapping[str, str],
         latest_info: Mapping[str, CameraModel],
         tf_buffer: TransformBuffer | None,
     ) -> Frame:
-        messages = dict(zip(self.sync.topics, members, strict=True))
-        stamps = {t: m.stamp_ns(self._sources[t]) for t, m in messages.items()}
-        t = stamps[self.sync.topics[0]]
+        topics = self.sync.topics
+        messages = dict(zip(topics, members, strict=True))
+        stamps = {
+            t: m.stamp_ns(s) for (t, m), s in zip(messages.items(), self._sources, strict=True)
+        }
+        t = stamps[topics[0]]
         clouds = {k: m for k, m in messages.items() if m.msgtype in CLOUD_TYPES}
         images = {k: m for k, m in messages.items() if m.msgtype in IMAGE_TYPES}
         cameras = {
             image: latest_info[info] for image, info in info_for.items() if info in latest_info
         }
         frame = Frame(
-            t=t,
+            t_ns=t,
             index=self.stats.frames,
             messages=messages,
-            stamps=stamps,
+            stamps_ns=stamps,
             clouds=DecodedByTopic(clouds),
             images=DecodedByTopic(images),
             cameras=cameras,
@@ -199,5 +328,16 @@ class FrameStream:
         )
         self.stats.frames += 1
         self.stats.skews_ns.append(frame.skew_ns)
-        self.stats.dropped = self.sync.dropped  # current even if the consumer stops early
+        self.stats.frame_times_ns.append(t)
         return frame
+
+
+__all__ = [
+    "CLOUD_TYPES",
+    "IMAGE_TYPES",
+    "FrameStats",
+    "FrameStream",
+    "StampSource",
+    "camera_info_topic",
+    "parse_stamp_source",
+]

@@ -1,22 +1,27 @@
 """`Log`: one recording (one or many files) as a lazy, time-ordered stream of messages.
 
 This is the single reading path every command and the Python API go through, so that a fix to
-how logs are read is a fix everywhere.
+how logs are read is a fix everywhere. `Log` owns the two halves of reading: storage (bytes and
+indexes, :mod:`bagscope.replay.storage`) and the message type system
+(:mod:`bagscope.replay.types`), and hands out `Message`s that join them.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from bagscope.replay.errors import TopicError
+from bagscope.replay.errors import ReplayError, TopicError
 from bagscope.replay.message import Message
+from bagscope.replay.rates import TopicTimes, topic_times
 from bagscope.replay.storage import open_storage
+from bagscope.replay.types import MessageTypes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from types import TracebackType
 
     from bagscope.replay.framing import FrameStream, StampSource
@@ -25,32 +30,51 @@ if TYPE_CHECKING:
     from bagscope.replay.tf import TransformBuffer
 
 PathLike = str | Path
-TF_TYPES = frozenset({"tf2_msgs/msg/TFMessage", "tf/msg/tfMessage"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TopicInfo:
-    """One topic as the log's index describes it (no message is read to build this)."""
+    """One topic: what the index says (type, count) and what its own times say.
+
+    ``rate_hz`` is defined once for every command: ``(count - 1)`` intervals over the topic's
+    own first-to-last span, None for fewer than two messages (or a zero span). ``max_gap_ns``
+    and ``max_gap_start_ns`` are only known when every message time was scanned.
+    """
 
     name: str
     msgtype: str
     count: int
     connections: int
-    frequency_hz: float | None
+    first_ns: int | None
+    last_ns: int | None
+    max_gap_ns: int | None = None
+    max_gap_start_ns: int | None = None
+
+    @property
+    def rate_hz(self) -> float | None:
+        if self.first_ns is None or self.last_ns is None:
+            return None
+        return TopicTimes(count=self.count, first_ns=self.first_ns, last_ns=self.last_ns).rate_hz
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "msgtype": self.msgtype,
             "count": self.count,
             "connections": self.connections,
-            "frequency_hz": self.frequency_hz,
+            "frequency_hz": self.rate_hz,
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
         }
+        if self.max_gap_ns is not None:
+            out["max_gap_ns"] = self.max_gap_ns
+            out["max_gap_start_ns"] = self.max_gap_start_ns
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogInfo:
-    """What ``replay info`` shows: the log's extent and topics, read from its index."""
+    """What ``replay info`` shows: the log's extent, storage and topics."""
 
     paths: tuple[Path, ...]
     storage: str
@@ -62,6 +86,7 @@ class LogInfo:
     complete: bool
     recovery_note: str | None
     topics: tuple[TopicInfo, ...]
+    gaps_scanned: bool = False
 
     @property
     def duration_ns(self) -> int:
@@ -71,7 +96,7 @@ class LogInfo:
         for info in self.topics:
             if info.name == name:
                 return info
-        raise TopicError(_unknown_topic_message(name, [t.name for t in self.topics]))
+        raise TopicError(unknown_topic_message(name, [t.name for t in self.topics]))
 
     def to_json(self) -> dict[str, Any]:
         path = str(self.paths[0]) if len(self.paths) == 1 else [str(p) for p in self.paths]
@@ -90,10 +115,30 @@ class LogInfo:
         }
 
 
-def _unknown_topic_message(name: str, known: Iterable[str]) -> str:
+def unknown_topic_message(name: str, known: Iterable[str]) -> str:
+    """``topic '/x' is not in the log``, with the closest name or the list of topics."""
     names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return f"topic {name!r} is not in the log; did you mean {close[0]!r}?"
     shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
     return f"topic {name!r} is not in the log (topics: {shown or 'none'})"
+
+
+def resolve_topic(name: str, known: Iterable[str]) -> str:
+    """The topic as the log spells it: exact, else with the leading slash added or removed.
+
+    ROS1 recorders keep a topic's name as the node gave it (``raspicam_node/image``), ROS2
+    always adds the slash; users type either, so either finds it. Anything else is a
+    :class:`TopicError` that suggests the closest name.
+    """
+    names = set(known)
+    if name in names:
+        return name
+    other = name[1:] if name.startswith("/") else "/" + name
+    if other in names:
+        return other
+    raise TopicError(unknown_topic_message(name, names))
 
 
 class Log:
@@ -115,13 +160,12 @@ class Log:
         plist = [paths] if isinstance(paths, str | Path) else list(paths)
         self.paths = tuple(Path(p) for p in plist)
         self.strict = strict
-        self._storage: Storage = open_storage(
-            self.paths,
-            typestore=typestore,
-            msg_paths=tuple(Path(p) for p in msg_paths),
-            strict=strict,
-        )
+        # Built first: a bad typestore name or --msg-path fails before any file is opened.
+        self._types = MessageTypes([], typestore=typestore, msg_paths=[Path(p) for p in msg_paths])
+        self._storage: Storage = open_storage(self.paths, strict=strict)
+        self._types.add_definitions(self._storage.definitions)
         self._tf: TransformBuffer | None = None
+        self._times: dict[bool, dict[str, TopicTimes]] = {}
 
     # -- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
@@ -144,44 +188,67 @@ class Log:
         return self._storage
 
     @property
+    def types(self) -> MessageTypes:
+        """The message type system: definitions from the log, the typestore, ``msg_paths``."""
+        return self._types
+
+    @property
     def topics(self) -> tuple[str, ...]:
+        """Topic names exactly as recorded, sorted."""
         return tuple(sorted({c.topic for c in self._storage.connections}))
 
+    def resolve_topic(self, name: str) -> str:
+        """``name`` as the log spells it (leading slash or not); see :func:`resolve_topic`."""
+        return resolve_topic(name, self.topics)
+
     def connections(self, topics: Iterable[str] | None = None) -> list[Connection]:
-        """Connections of the given topics; an unknown topic is a `TopicError`."""
+        """Connections of the given topics (either spelling); an unknown topic is a TopicError."""
         conns = list(self._storage.connections)
         if topics is None:
             return conns
-        wanted = list(topics)
-        known = {c.topic for c in conns}
-        for topic in wanted:
-            if topic not in known:
-                raise TopicError(_unknown_topic_message(topic, known))
+        known = self.topics
+        wanted = {resolve_topic(t, known) for t in topics}
         return [c for c in conns if c.topic in wanted]
 
     def msgtype(self, topic: str) -> str:
         return self.connections([topic])[0].msgtype
 
-    def info(self) -> LogInfo:
+    def topic_times(
+        self, *, gaps: bool = True, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, TopicTimes]:
+        """Per topic: count, first and last log time and (with ``gaps``) the largest gap.
+
+        Read from the indexes in bulk where the format has them; without ``gaps`` only each
+        topic's first and last time are needed, which is cheaper still. Cached.
+        """
+        cached = self._times.get(gaps) or self._times.get(True)
+        if cached is None:
+            cached = self._times[gaps] = topic_times(self._storage, gaps=gaps, progress=progress)
+        return cached
+
+    def info(
+        self, *, gaps: bool = False, progress: Callable[[int, int], None] | None = None
+    ) -> LogInfo:
+        """The log's extent, storage and topics; ``gaps`` scans every time for the worst gap."""
         sinfo = self._storage.info
         by_topic: dict[str, list[Connection]] = defaultdict(list)
         for conn in self._storage.connections:
             by_topic[conn.topic].append(conn)
-        duration_s = (sinfo.end_ns - sinfo.start_ns) / 1e9
+        times = self.topic_times(gaps=gaps, progress=progress)
         topics = []
         for name in sorted(by_topic):
             conns = by_topic[name]
-            count = sum(c.count for c in conns)
-            types = sorted({c.msgtype for c in conns})
-            # Without a scan only the log's extent is known: count / extent is the honest estimate.
-            freq = count / duration_s if count > 1 and duration_s > 0 else None
+            seen = times.get(name)
             topics.append(
                 TopicInfo(
                     name=name,
-                    msgtype=" | ".join(types),
-                    count=count,
+                    msgtype=" | ".join(sorted({c.msgtype for c in conns})),
+                    count=seen.count if seen is not None else sum(c.count for c in conns),
                     connections=len(conns),
-                    frequency_hz=freq,
+                    first_ns=seen.first_ns if seen is not None else None,
+                    last_ns=seen.last_ns if seen is not None else None,
+                    max_gap_ns=seen.max_gap_ns if seen is not None and gaps else None,
+                    max_gap_start_ns=seen.max_gap_start_ns if seen is not None and gaps else None,
                 )
             )
         return LogInfo(
@@ -195,6 +262,7 @@ class Log:
             complete=sinfo.complete,
             recovery_note=sinfo.recovery_note,
             topics=tuple(topics),
+            gaps_scanned=gaps,
         )
 
     # -- streaming ------------------------------------------------------------------------
@@ -204,11 +272,16 @@ class Log:
         end: int | None = None,
         topics: Iterable[str] | None = None,
     ) -> Iterator[Message]:
-        """Messages in log-time order with ``start <= log_time < end`` (ns, absolute)."""
+        """Messages in log-time order with ``start <= log_time < end`` (ns, absolute).
+
+        ``topics`` may be spelled with or without the leading slash; messages carry the topic
+        as recorded.
+        """
+        _check_window(start, end)
         conns = self.connections(topics) if topics is not None else None
-        storage = self._storage
-        for raw in storage.messages(conns, start_ns=start, end_ns=end):
-            yield Message(raw, storage)
+        types = self._types
+        for raw in self._storage.messages(conns, start_ns=start, end_ns=end):
+            yield Message(raw, types)
 
     def frames(
         self,
@@ -219,25 +292,37 @@ class Log:
         stamp_source: StampSource = "header",
         strict: bool | None = None,
     ) -> FrameStream:
-        """Synced frames; iterate the returned stream, then read its ``stats``."""
+        """Synced frames; iterate the returned stream, then read its ``stats``.
+
+        The policy's topics may use either spelling of a topic. Every frame's ``tf`` sees the
+        whole log's transforms (read first, by topic), not only those before the frame.
+        """
         from bagscope.replay.framing import FrameStream
 
+        _check_window(start, end)
+        has_tf = bool(self.tf_topics())
         return FrameStream(
-            self,
-            sync,
-            start=start,
-            end=end,
+            read=lambda topics: self.messages(start, end, topics=topics),
+            connections=self.connections(),
+            sync=sync,
+            tf=lambda: self.tf() if has_tf else None,
             stamp_source=stamp_source,
             strict=self.strict if strict is None else strict,
         )
 
     def tf_topics(self) -> list[str]:
+        from bagscope.replay.tf import TF_TYPES
+
         return sorted({c.topic for c in self._storage.connections if c.msgtype in TF_TYPES})
 
     def tf(self) -> TransformBuffer:
-        """Every transform of the log (``/tf_static`` and ``/tf``), read once and cached."""
+        """Every transform of the log (``/tf_static`` and ``/tf``), read once and cached.
+
+        Only the TF topics are read (the indexes skip everything else), so this is one pass
+        over a small part of the log, whatever its size.
+        """
         if self._tf is None:
-            from bagscope.replay.tf import TransformBuffer
+            from bagscope.replay.tf import TransformBuffer, is_static_tf_topic
 
             buffer = TransformBuffer()
             topics = self.tf_topics()
@@ -248,8 +333,10 @@ class Log:
         return self._tf
 
 
-def is_static_tf_topic(topic: str) -> bool:
-    return topic.rstrip("/").endswith("tf_static")
+def _check_window(start: int | None, end: int | None) -> None:
+    if start is not None and end is not None and start > end:
+        msg = f"the window starts ({start} ns) after it ends ({end} ns)"
+        raise ReplayError(msg)
 
 
 def open_log(

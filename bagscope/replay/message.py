@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from bagscope.replay.storage.stamps import header_stamp_ns
 
 if TYPE_CHECKING:
-    from bagscope.replay.storage.base import Connection, RawMessage, Storage
+    from bagscope.replay.storage.base import Connection, RawMessage
+    from bagscope.replay.types import MessageTypes
 
 _UNSET: Any = object()
 
@@ -24,11 +25,11 @@ class Message:
     exactly what latency and clock analyses look at.
     """
 
-    __slots__ = ("_decoded", "_payload", "_raw", "_stamp", "_storage")
+    __slots__ = ("_decoded", "_payload", "_raw", "_stamp", "_types")
 
-    def __init__(self, raw: RawMessage, storage: Storage) -> None:
+    def __init__(self, raw: RawMessage, types: MessageTypes) -> None:
         self._raw = raw
-        self._storage = storage
+        self._types = types
         self._stamp: int | None = _UNSET
         self._payload: object = _UNSET
         self._decoded: object = _UNSET
@@ -63,7 +64,7 @@ class Message:
         """The header stamp, read straight from the bytes without deserialising the message."""
         if self._stamp is _UNSET:
             conn = self._raw.connection
-            if self._storage.starts_with_header(conn.msgtype):
+            if self._types.starts_with_header(conn.msgtype, conn.serialization):
                 self._stamp = header_stamp_ns(self._raw.data, conn.serialization)
             else:
                 self._stamp = None
@@ -79,36 +80,39 @@ class Message:
 
     @property
     def payload(self) -> object:
-        """The rosbags message object (deserialised once, then cached)."""
+        """The raw rosbags message object, every field as recorded (deserialised once, cached).
+
+        :meth:`decode` gives bagscope's record where there is one; ``payload`` is the escape
+        hatch for everything else (custom types, fields a record leaves out).
+        """
         if self._payload is _UNSET:
             conn = self._raw.connection
-            self._payload = self._storage.deserialize(
-                self._raw.data, conn.msgtype, conn.serialization
+            self._payload = self._types.deserialize(
+                self._raw.data, conn.msgtype, conn.serialization, topic=conn.topic
             )
         return self._payload
 
     def decode(self) -> object:
-        """Our record for sensor types (PointCloud, CameraImage, CameraModel), else the payload."""
+        """bagscope's record for every type in the decode table, else the raw :attr:`payload`.
+
+        Clouds become `PointCloud`, images `CameraImage` (pixels decoded on first access),
+        CameraInfo a `CameraModel`, Imu/NavSatFix/Odometry/LaserScan their sample records. The
+        payload's structure is checked here, so a corrupt message fails now (DecodeError).
+        """
         if self._decoded is _UNSET:
             # Imported here: reading metadata and stamps never needs the decoders (or numpy's
             # image stack), and `replay info` should start instantly.
             from bagscope.replay.decode import DECODERS
 
-            decoder = DECODERS.get(self.msgtype)
-            if decoder is None:
+            entry = DECODERS.get(self.msgtype)
+            if entry is None:
                 self._decoded = self.payload
             else:
-                self._decoded = decoder(self._fast_payload() or self.payload)
+                fast = None
+                if entry.parse_cdr is not None and self._raw.connection.serialization == "cdr":
+                    fast = entry.parse_cdr(self._raw.data)
+                self._decoded = entry.decode(fast if fast is not None else self.payload)
         return self._decoded
-
-    def _fast_payload(self) -> object | None:
-        """The hot sensor types parsed straight from CDR bytes (None: use rosbags)."""
-        if self._raw.connection.serialization != "cdr":
-            return None
-        from bagscope.replay.decode import CDR_PARSERS
-
-        parser = CDR_PARSERS.get(self.msgtype)
-        return parser(self._raw.data) if parser is not None else None
 
     def __repr__(self) -> str:
         return (

@@ -20,14 +20,31 @@ import math
 from bisect import bisect_right, insort
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, cast
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from bagscope.replay.errors import SyncError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["ApproximateTimeSync", "ExactTimeSync", "NearestSync", "SyncPolicy"]
+__all__ = [
+    "DEFAULT_QUEUE_SIZE",
+    "POLICIES",
+    "ApproximateTimeSync",
+    "ExactTimeSync",
+    "NearestSync",
+    "SyncPolicy",
+    "make_policy",
+]
+
+# One default for every policy and the CLI: deep enough that a 30 Hz camera lagging a second
+# behind a 10 Hz lidar (or a 200 Hz IMU within a 50 ms slop) never overflows, small enough that
+# a stalled topic cannot hold much memory. ROS nodes are often configured with 10; pass that to
+# reproduce one exactly.
+DEFAULT_QUEUE_SIZE = 100
+# `nearest` needs a bound to mean anything; the approximate policy has none unless one is given.
+DEFAULT_NEAREST_SLOP_NS = 50_000_000
 
 T = TypeVar("T")
 
@@ -54,8 +71,18 @@ class SyncPolicy(Protocol[T]):
         ...
 
     @property
+    def used(self) -> dict[str, int]:
+        """Per topic, messages that are part of at least one emitted set."""
+        ...
+
+    @property
+    def not_needed(self) -> dict[str, int]:
+        """Per topic, messages never used because a closer one won (a rate difference)."""
+        ...
+
+    @property
     def dropped(self) -> dict[str, int]:
-        """Per topic, messages that will never be part of an emitted set."""
+        """Per topic, real losses: no set was possible for them, or a queue overflowed."""
         ...
 
     @property
@@ -65,6 +92,10 @@ class SyncPolicy(Protocol[T]):
 
     def add(self, topic: str, stamp_ns: int, item: T) -> list[tuple[T, ...]]:
         """Feed one message; return the sets it completed (oldest first)."""
+        ...
+
+    def watch_not_needed(self, hook: Callable[[int, int], None] | None) -> None:
+        """Call ``hook(topic_index, stamp_ns)`` whenever a message is counted as not needed."""
         ...
 
     def flush(self) -> list[tuple[T, ...]]:
@@ -121,15 +152,58 @@ class _Scale:
 
 
 class _Bookkeeping:
-    """What every policy reports: its topics, what it dropped per topic, how many sets."""
+    """What every policy reports: its topics, the fate of each message per topic, how many sets.
+
+    Every message fed in ends up counted once in exactly one of ``used``, ``not_needed`` and
+    ``dropped`` (once the policy has decided; ``flush()`` decides the rest).
+    """
 
     _topics: tuple[str, ...]
+    _used: list[int]
+    _not_needed: list[int]
     _dropped: list[int]
     _emitted: int
+
+    def _start_books(self) -> None:
+        n = len(self._topics)
+        self._used = [0] * n
+        self._not_needed = [0] * n
+        self._dropped = [0] * n
+        self._emitted = 0
+        self._watch: Callable[[int, int], None] | None = None
+
+    def watch_not_needed(self, hook: Callable[[int, int], None] | None) -> None:
+        """Call ``hook(topic_index, stamp_ns)`` for every message counted as not needed.
+
+        A frame stream uses it to tell a message that merely lost to a closer one from one
+        that fell where no frame was made at all.
+        """
+        self._watch = hook
+
+    def _not_need(self, i: int, stamp: int, item: object) -> None:
+        if item is _MISSING:
+            return
+        self._not_needed[i] += 1
+        if self._watch is not None:
+            self._watch(i, stamp)
+
+    _queue_size: int
 
     @property
     def topics(self) -> tuple[str, ...]:
         return self._topics
+
+    @property
+    def queue_size(self) -> int:
+        return self._queue_size
+
+    @property
+    def used(self) -> dict[str, int]:
+        return dict(zip(self._topics, self._used, strict=True))
+
+    @property
+    def not_needed(self) -> dict[str, int]:
+        return dict(zip(self._topics, self._not_needed, strict=True))
 
     @property
     def dropped(self) -> dict[str, int]:
@@ -159,7 +233,7 @@ class ApproximateTimeSync(_Bookkeeping, Generic[T]):
         self,
         topics: Sequence[str],
         *,
-        queue_size: int,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
         max_interval: int | None = None,
         age_penalty: float = 0.1,
         inter_message_lower_bound: Mapping[str, int] | None = None,
@@ -196,9 +270,13 @@ class ApproximateTimeSync(_Bookkeeping, Generic[T]):
         self._pivot_time = 0
         self._has_dropped = [False] * n
         self._warned = [False] * n
-        self._dropped = [0] * n
-        self._emitted = 0
+        self._start_books()
         self._out: list[tuple[tuple[int, T], ...]] = []
+
+    @property
+    def max_interval(self) -> int | None:
+        """The widest set allowed (ns), None when unbounded."""
+        return self._max_interval
 
     @property
     def bound_warnings(self) -> tuple[str, ...]:
@@ -219,15 +297,17 @@ class ApproximateTimeSync(_Bookkeeping, Generic[T]):
         result: list[tuple[T, ...]] = []
         for members in self._out:
             if any(item is _MISSING for _, item in members):
-                for i, (_, item) in enumerate(members):
-                    self._dropped[i] += item is not _MISSING
+                # Published with a stand-in: not a real set, so its real members were not used.
+                for i, (stamp, item) in enumerate(members):
+                    self._used[i] -= 1
+                    self._not_need(i, stamp, item)
                 self._emitted -= 1
             else:
                 result.append(tuple(item for _, item in members))
         self._out.clear()
         for i in range(self._n):
-            held = (*self._past[i], *self._deques[i])
-            self._dropped[i] += sum(item is not _MISSING for _, item in held)
+            for stamp, item in (*self._past[i], *self._deques[i]):
+                self._not_need(i, stamp, item)
             self._deques[i].clear()
             self._past[i].clear()
         self._num_non_empty = 0
@@ -254,7 +334,7 @@ class ApproximateTimeSync(_Bookkeeping, Generic[T]):
             for j in range(self._n):
                 self._recover(j, len(self._past[j]))
             queue.popleft()
-            self._dropped[i] += 1
+            self._dropped[i] += 1  # a queue overflow is a real loss
             self._has_dropped[i] = True
             if self._pivot is not None:
                 self._candidate = None
@@ -286,8 +366,9 @@ class ApproximateTimeSync(_Bookkeeping, Generic[T]):
 
     def _delete_front(self, i: int) -> None:
         queue = self._deques[i]
-        queue.popleft()
-        self._dropped[i] += 1
+        stamp, item = queue.popleft()
+        # Too far from the other topics' heads for any set: later messages fit them better.
+        self._not_need(i, stamp, item)
         if not queue:
             self._num_non_empty -= 1
 
@@ -299,9 +380,10 @@ class ApproximateTimeSync(_Bookkeeping, Generic[T]):
 
     def _make_candidate(self) -> None:
         self._candidate = tuple(queue[0] for queue in self._deques)
-        # Everything tried before this better candidate is now useless.
+        # Everything tried before this better candidate is now useless: a closer one won.
         for i, past in enumerate(self._past):
-            self._dropped[i] += len(past)
+            for stamp, item in past:
+                self._not_need(i, stamp, item)
             past.clear()
 
     def _recover(self, i: int, count: int) -> None:
@@ -316,6 +398,8 @@ class ApproximateTimeSync(_Bookkeeping, Generic[T]):
         assert self._candidate is not None
         self._out.append(self._candidate)
         self._emitted += 1
+        for i in range(self._n):
+            self._used[i] += 1
         self._candidate = None
         self._pivot = None
         self._num_non_empty = 0
@@ -428,15 +512,14 @@ class ExactTimeSync(_Bookkeeping, Generic[T]):
     message with the same stamp on the same topic replaces the first, as in ROS.
     """
 
-    def __init__(self, topics: Sequence[str], *, queue_size: int = 100) -> None:
+    def __init__(self, topics: Sequence[str], *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
         self._topics = _check_topics(topics)
         self._queue_size = _check_queue_size(queue_size)
         self._index = {topic: i for i, topic in enumerate(self._topics)}
         self._n = len(self._topics)
         self._sets: dict[int, list[T]] = {}
         self._stamps: list[int] = []  # the keys of _sets, sorted
-        self._dropped = [0] * self._n
-        self._emitted = 0
+        self._start_books()
 
     def add(self, topic: str, stamp_ns: int, item: T) -> list[tuple[T, ...]]:
         i = _index_of(self._index, topic)
@@ -445,29 +528,35 @@ class ExactTimeSync(_Bookkeeping, Generic[T]):
             slots = [cast("T", _MISSING)] * self._n
             self._sets[stamp_ns] = slots
             insort(self._stamps, stamp_ns)
-        if slots[i] is not _MISSING:
-            self._dropped[i] += 1
+        # The same stamp again on this topic: the newer message replaces the older one.
+        self._not_need(i, stamp_ns, slots[i])
         slots[i] = item
         out: list[tuple[T, ...]] = []
         if all(slot is not _MISSING for slot in slots):
             out.append(tuple(slots))
             self._emitted += 1
+            for k in range(self._n):
+                self._used[k] += 1
             del self._sets[stamp_ns]
             self._stamps.remove(stamp_ns)
-            self._drop_oldest(bisect_right(self._stamps, stamp_ns))
+            # Older partial sets can no longer complete: their stamps had no partner.
+            self._discard_oldest(bisect_right(self._stamps, stamp_ns), overflow=False)
         if len(self._stamps) > self._queue_size:
-            self._drop_oldest(len(self._stamps) - self._queue_size)
+            self._discard_oldest(len(self._stamps) - self._queue_size, overflow=True)
         return out
 
     def flush(self) -> list[tuple[T, ...]]:
-        """No partial set can complete without more messages: all of them are dropped."""
-        self._drop_oldest(len(self._stamps))
+        """No partial set can complete without more messages: none of them is needed."""
+        self._discard_oldest(len(self._stamps), overflow=False)
         return []
 
-    def _drop_oldest(self, count: int) -> None:
+    def _discard_oldest(self, count: int, *, overflow: bool) -> None:
         for stamp in self._stamps[:count]:
             for i, slot in enumerate(self._sets.pop(stamp)):
-                self._dropped[i] += slot is not _MISSING
+                if overflow:
+                    self._dropped[i] += slot is not _MISSING
+                else:
+                    self._not_need(i, stamp, slot)
         del self._stamps[:count]
 
 
@@ -499,7 +588,7 @@ class NearestSync(_Bookkeeping, Generic[T]):
         others: Sequence[str],
         *,
         slop: int,
-        queue_size: int = 1000,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
     ) -> None:
         self._topics = _check_topics((reference, *others))
         if slop < 0:
@@ -509,21 +598,27 @@ class NearestSync(_Bookkeeping, Generic[T]):
         self._slop = slop
         self._index = {topic: i for i, topic in enumerate(self._topics)}
         n_others = len(self._topics) - 1
-        self._pending: deque[tuple[int, T]] = deque()
+        self._pending: deque[tuple[int, int, T]] = deque()  # (arrival number, stamp, item)
+        # The pending stamps' running minimum (a monotonic queue), so pruning never scans them.
+        self._lows: deque[tuple[int, int]] = deque()
+        self._arrivals = 0
         self._buffers: list[deque[_Held[T]]] = [deque() for _ in range(n_others)]
         self._newest: list[int | None] = [None] * n_others
         self._last_reference: int | None = None
-        self._dropped = [0] * len(self._topics)
-        self._emitted = 0
+        self._start_books()
+
+    @property
+    def slop(self) -> int:
+        """The largest distance (ns) from the reference to a partner."""
+        return self._slop
 
     def add(self, topic: str, stamp_ns: int, item: T) -> list[tuple[T, ...]]:
         i = _index_of(self._index, topic)
         out: list[tuple[T, ...]] = []
         if i == 0:
-            self._pending.append((stamp_ns, item))
-            self._last_reference = stamp_ns
+            self._push_reference(stamp_ns, item)
             if len(self._pending) > self._queue_size:
-                self._decide(self._pending.popleft(), out)
+                self._decide(self._pop_reference(), out)
         else:
             buffer = self._buffers[i - 1]
             buffer.append(_Held(stamp_ns, item))
@@ -531,22 +626,37 @@ class NearestSync(_Bookkeeping, Generic[T]):
             if newest is None or stamp_ns > newest:
                 self._newest[i - 1] = stamp_ns
             if len(buffer) > self._queue_size:
-                self._discard_front(i - 1)
-        while self._pending and self._is_final(self._pending[0][0]):
-            self._decide(self._pending.popleft(), out)
+                self._discard_front(i - 1, overflow=True)
+        while self._pending and self._is_final(self._pending[0][1]):
+            self._decide(self._pop_reference(), out)
         self._prune()
         return out
 
     def flush(self) -> list[tuple[T, ...]]:
         out: list[tuple[T, ...]] = []
         while self._pending:
-            self._decide(self._pending.popleft(), out)
+            self._decide(self._pop_reference(), out)
         for k, buffer in enumerate(self._buffers):
             while buffer:
-                self._discard_front(k)
+                self._discard_front(k, overflow=False)
         self._newest = [None] * len(self._buffers)
         self._last_reference = None
         return out
+
+    def _push_reference(self, stamp: int, item: T) -> None:
+        self._arrivals += 1
+        self._pending.append((self._arrivals, stamp, item))
+        lows = self._lows
+        while lows and lows[-1][1] >= stamp:
+            lows.pop()
+        lows.append((self._arrivals, stamp))
+        self._last_reference = stamp
+
+    def _pop_reference(self) -> tuple[int, T]:
+        arrival, stamp, item = self._pending.popleft()
+        if self._lows and self._lows[0][0] == arrival:
+            self._lows.popleft()
+        return stamp, item
 
     def _is_final(self, stamp: int) -> bool:
         horizon = stamp + self._slop
@@ -565,18 +675,21 @@ class NearestSync(_Bookkeeping, Generic[T]):
                 ):
                     best, best_distance = held, distance
             if best is None:
-                self._dropped[0] += 1
+                self._dropped[0] += 1  # no partner within slop: no frame is possible
                 return
             partners.append(best)
-        for held in partners:
-            held.used = True
+        for k, held in enumerate(partners):
+            if not held.used:
+                held.used = True
+                self._used[k + 1] += 1
+        self._used[0] += 1
         out.append((item, *(held.item for held in partners)))
         self._emitted += 1
 
     def _prune(self) -> None:
         """Forget partners that no pending or later reference can pick (stamps grow per topic)."""
-        if self._pending:
-            low = min(stamp for stamp, _ in self._pending)
+        if self._lows:
+            low = self._lows[0][1]
         elif self._last_reference is not None:
             low = self._last_reference
         else:
@@ -588,9 +701,52 @@ class NearestSync(_Bookkeeping, Generic[T]):
                 beaten = len(buffer) > 1 and front < buffer[1].stamp <= low
                 if not (too_old or beaten):
                     break
-                self._discard_front(k)
+                self._discard_front(k, overflow=False)
 
-    def _discard_front(self, k: int) -> None:
+    def _discard_front(self, k: int, *, overflow: bool) -> None:
         held = self._buffers[k].popleft()
-        if not held.used:
+        if held.used:
+            return
+        if overflow:  # pushed out by a full queue: a loss
             self._dropped[k + 1] += 1
+        else:  # a closer partner won every reference that could have used it
+            self._not_need(k + 1, held.stamp, held.item)
+
+
+def _approximate(topics: Sequence[str], *, slop_ns: int | None, queue_size: int) -> SyncPolicy[T]:
+    return ApproximateTimeSync(topics, queue_size=queue_size, max_interval=slop_ns)
+
+
+def _exact(topics: Sequence[str], *, slop_ns: int | None, queue_size: int) -> SyncPolicy[T]:
+    if slop_ns is not None:
+        msg = "the exact policy matches identical stamps and takes no slop"
+        raise SyncError(msg)
+    return ExactTimeSync(topics, queue_size=queue_size)
+
+
+def _nearest(topics: Sequence[str], *, slop_ns: int | None, queue_size: int) -> SyncPolicy[T]:
+    slop = DEFAULT_NEAREST_SLOP_NS if slop_ns is None else slop_ns
+    return NearestSync(topics[0], topics[1:], slop=slop, queue_size=queue_size)
+
+
+# Policies by the name users (the CLI, pipeline files, batch) give them: a new policy is one class
+# above and one entry here. `slop_ns` is the policy's tolerance: approximate's largest set spread
+# (None: unbounded, as in ROS), nearest's largest distance to the reference (default 50 ms).
+POLICIES: Mapping[str, Callable[..., SyncPolicy[Any]]] = MappingProxyType(
+    {"approximate": _approximate, "exact": _exact, "nearest": _nearest}
+)
+
+
+def make_policy(
+    name: str,
+    topics: Sequence[str],
+    *,
+    slop_ns: int | None = None,
+    queue_size: int = DEFAULT_QUEUE_SIZE,
+) -> SyncPolicy[Any]:
+    """A sync policy by name over ``topics`` (the first is the reference where one matters)."""
+    factory = POLICIES.get(name)
+    if factory is None:
+        msg = f"unknown sync policy {name!r}; choose one of: {', '.join(POLICIES)}"
+        raise SyncError(msg)
+    return factory(topics, slop_ns=slop_ns, queue_size=queue_size)

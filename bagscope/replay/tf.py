@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import numpy as np
 
 from bagscope.replay.errors import TransformError
+from bagscope.replay.rotation import matrix_to_quat, quat_to_matrix, rigid, rigid_inverse, slerp
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
@@ -27,127 +28,24 @@ if TYPE_CHECKING:
     IntArray = NDArray[np.int64]
 
 __all__ = [
+    "TF_TYPES",
     "TfEdge",
     "TfView",
     "TransformBuffer",
+    "is_static_tf_topic",
     "matrix_to_quat",
     "quat_to_matrix",
     "slerp",
 ]
 
+# The message types that carry transforms: ROS 2 / tf2 and ROS 1's legacy tf.
+TF_TYPES = frozenset({"tf2_msgs/msg/TFMessage", "tf/msg/tfMessage"})
 _SHOWN_FRAMES = 8  # how many known frames an "unknown frame" message lists
-_SLERP_LINEAR_BELOW = 1e-9  # sin(angle) under which slerp's weights are numerically useless
 
 
-# --------------------------------------------------------------------------- quaternions
-
-
-def quat_to_matrix(q_xyzw: ArrayLike) -> FloatArray:
-    """Rotation matrices ``(..., 3, 3)`` from quaternions ``(..., 4)`` in ROS order x, y, z, w.
-
-    Quaternions are normalised first: logs carry float32-rounded or slightly drifted ones, and
-    a non-unit quaternion would silently scale points.
-    """
-    q = np.asarray(q_xyzw, dtype=np.float64)
-    # 2/|q|² folds the normalisation into the products (Eigen does the same).
-    scale = 2.0 / np.sum(q * q, axis=-1)
-    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    xx, yy, zz = x * x * scale, y * y * scale, z * z * scale
-    xy, xz, yz = x * y * scale, x * z * scale, y * z * scale
-    wx, wy, wz = w * x * scale, w * y * scale, w * z * scale
-    out = np.empty((*q.shape[:-1], 3, 3), dtype=np.float64)
-    out[..., 0, 0] = 1.0 - (yy + zz)
-    out[..., 0, 1] = xy - wz
-    out[..., 0, 2] = xz + wy
-    out[..., 1, 0] = xy + wz
-    out[..., 1, 1] = 1.0 - (xx + zz)
-    out[..., 1, 2] = yz - wx
-    out[..., 2, 0] = xz - wy
-    out[..., 2, 1] = yz + wx
-    out[..., 2, 2] = 1.0 - (xx + yy)
-    return out
-
-
-def matrix_to_quat(rotation: ArrayLike) -> FloatArray:
-    """Quaternions ``(..., 4)`` (x, y, z, w, with w >= 0) from rotation matrices ``(..., 3, 3)``.
-
-    Uses Shepperd's method: per matrix it divides by the largest of the four candidate
-    components, so the result stays accurate near 180° where the trace-only formula breaks down.
-    """
-    m = np.asarray(rotation, dtype=np.float64)
-    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
-    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
-    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
-    # 4 * (component)^2 for x, y, z, w: the largest one is the safe divisor.
-    sq = np.stack(
-        [
-            1.0 + m00 - m11 - m22,
-            1.0 - m00 + m11 - m22,
-            1.0 - m00 - m11 + m22,
-            1.0 + m00 + m11 + m22,
-        ],
-        axis=-1,
-    )
-    big = np.sqrt(np.maximum(sq, 1e-300))  # 2 * |component|, >0 where it matters
-    candidates = np.stack(
-        [
-            np.stack([big[..., 0] ** 2, m01 + m10, m02 + m20, m21 - m12], axis=-1)
-            / (2.0 * big[..., 0:1]),
-            np.stack([m01 + m10, big[..., 1] ** 2, m12 + m21, m02 - m20], axis=-1)
-            / (2.0 * big[..., 1:2]),
-            np.stack([m02 + m20, m12 + m21, big[..., 2] ** 2, m10 - m01], axis=-1)
-            / (2.0 * big[..., 2:3]),
-            np.stack([m21 - m12, m02 - m20, m10 - m01, big[..., 3] ** 2], axis=-1)
-            / (2.0 * big[..., 3:4]),
-        ],
-        axis=-2,
-    )
-    choice = np.argmax(sq, axis=-1)[..., None, None]
-    q = np.take_along_axis(candidates, choice, axis=-2)[..., 0, :]
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    out: FloatArray = np.where(q[..., 3:4] < 0.0, -q, q)
-    return out
-
-
-def slerp(q0: ArrayLike, q1: ArrayLike, u: ArrayLike) -> FloatArray:
-    """Spherical interpolation between unit quaternions (x, y, z, w) at fractions ``u``.
-
-    Takes the short way round (q and -q are the same rotation) and falls back to normalised
-    linear interpolation when the two are nearly equal, where slerp's weights are 0/0.
-    """
-    a = np.asarray(q0, dtype=np.float64)
-    b = np.asarray(q1, dtype=np.float64)
-    frac = np.asarray(u, dtype=np.float64)[..., None]
-    dot = np.sum(a * b, axis=-1, keepdims=True)
-    b = np.where(dot < 0.0, -b, b)
-    dot = np.clip(np.abs(dot), 0.0, 1.0)
-    theta = np.arccos(dot)
-    sin_theta = np.sin(theta)
-    linear = sin_theta < _SLERP_LINEAR_BELOW
-    safe_sin = np.where(linear, 1.0, sin_theta)
-    w0 = np.where(linear, 1.0 - frac, np.sin((1.0 - frac) * theta) / safe_sin)
-    w1 = np.where(linear, frac, np.sin(frac * theta) / safe_sin)
-    out = w0 * a + w1 * b
-    return cast("FloatArray", out / np.linalg.norm(out, axis=-1, keepdims=True))
-
-
-def _rigid(translation: FloatArray, q_xyzw: FloatArray) -> FloatArray:
-    """4×4 rigid transforms ``(K, 4, 4)`` from ``(K, 3)`` translations and ``(K, 4)`` rotations."""
-    out = np.zeros((translation.shape[0], 4, 4), dtype=np.float64)
-    out[:, :3, :3] = quat_to_matrix(q_xyzw)
-    out[:, :3, 3] = translation
-    out[:, 3, 3] = 1.0
-    return out
-
-
-def _rigid_inverse(t: FloatArray) -> FloatArray:
-    """Inverse of rigid transforms without a general matrix inverse: ``[Rᵀ, -Rᵀ t]``."""
-    out = np.zeros_like(t)
-    rot_t = np.swapaxes(t[..., :3, :3], -1, -2)
-    out[..., :3, :3] = rot_t
-    out[..., :3, 3] = -np.einsum("...ij,...j->...i", rot_t, t[..., :3, 3])
-    out[..., 3, 3] = 1.0
-    return out
+def is_static_tf_topic(topic: str) -> bool:
+    """``/tf_static`` (and namespaced ``/robot/tf_static``) holds transforms valid at all times."""
+    return topic.rstrip("/").endswith("tf_static")
 
 
 # --------------------------------------------------------------------------- message shapes
@@ -387,7 +285,7 @@ class TransformBuffer:
         self._add(
             parent,
             child,
-            stamp_ns=int(stamp_ns),
+            stamp_ns=_time_ns(stamp_ns),
             xyz=(float(xyz[0]), float(xyz[1]), float(xyz[2])),
             quat=(float(quat[0]), float(quat[1]), float(quat[2]), float(quat[3])),
             static=static,
@@ -421,7 +319,7 @@ class TransformBuffer:
 
         edge = self._edges.get(child)
         if static:
-            matrix = _rigid(np.asarray([xyz]), np.asarray([quat]))[0]
+            matrix = rigid(np.asarray([xyz]), np.asarray([quat]))[0]
             if edge is None or edge.parent != parent:
                 self._frames = None
             self._edges[child] = _StaticEdge(parent, child, stamp_ns, matrix)
@@ -502,12 +400,12 @@ class TransformBuffer:
 
         Same argument order as tf2's ``lookupTransform(target_frame, source_frame, time)``.
         """
-        out: FloatArray = self.lookup_many(target, source, np.asarray([t_ns], dtype=np.int64))[0]
+        out: FloatArray = self.lookup_many(target, source, [_time_ns(t_ns)])[0]
         return out
 
     def lookup_many(self, target: str, source: str, t_ns: ArrayLike) -> FloatArray:
         """``(K, 4, 4)`` transforms for ``K`` times at once (trajectories, per-point stamps)."""
-        times = np.asarray(t_ns, dtype=np.int64)
+        times = _times_ns(t_ns)
         if times.ndim != 1:
             msg = f"lookup_many needs a 1-D array of times, got shape {times.shape}"
             raise TransformError(msg)
@@ -531,13 +429,19 @@ class TransformBuffer:
             raise TransformError(msg)
         anc_from_source = self._down_product(up_source, ancestor=ancestor, times=times)
         anc_from_target = self._down_product(up_target, ancestor=ancestor, times=times)
-        out = _rigid_inverse(anc_from_target) @ anc_from_source
+        out = rigid_inverse(anc_from_target) @ anc_from_source
         # An all-static path stays one (4, 4) matrix until here: broadcasting is cheaper.
         return out if out.ndim == 3 else np.tile(out, (times.size, 1, 1))
 
+    def transform_points(
+        self, points: ArrayLike, *, target: str, source: str, t_ns: int
+    ) -> FloatArray:
+        """``(N, 3)`` points expressed in ``source`` moved into ``target`` at ``t_ns``."""
+        return _apply(self.lookup(target, source, t_ns), points)
+
     def at(self, t_ns: int) -> TfView:
         """A view answering lookups at one time (what a ``Frame`` carries)."""
-        return TfView(buffer=self, t_ns=int(t_ns))
+        return TfView(buffer=self, t_ns=_time_ns(t_ns))
 
     def _require_known(self, frame: str) -> None:
         known = self._known()
@@ -590,7 +494,7 @@ class TransformBuffer:
         u = np.divide(offset, span, out=np.zeros_like(span), where=span > 0)
         translation = xyz[i0] + u[:, None] * (xyz[i1] - xyz[i0])
         rotation = slerp(quat[i0], quat[i1], u)
-        return _rigid(translation, rotation)
+        return rigid(translation, rotation)
 
     def _check_range(self, edge: _DynamicEdge, stamps: IntArray, times: IntArray) -> None:
         if times.size == 0:
@@ -613,20 +517,53 @@ class TransformBuffer:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TfView:
-    """The buffer seen at one time; it reads the live buffer, so later TF still counts."""
+    """The buffer seen at one time: the same operations as `TransformBuffer`, time optional.
+
+    A frame's view holds every transform of the log (replay is offline), so a lookup may use
+    TF published after the frame, exactly as a lookup on ``log.tf()`` at the frame's time.
+    """
 
     buffer: TransformBuffer
     t_ns: int
 
-    def lookup(self, target: str, source: str) -> FloatArray:
-        """4×4 transform mapping points in ``source`` into ``target`` at this view's time."""
-        return self.buffer.lookup(target, source, self.t_ns)
+    def lookup(self, target: str, source: str, t_ns: int | None = None) -> FloatArray:
+        """4×4 transform mapping points in ``source`` into ``target`` (at the view's time)."""
+        return self.buffer.lookup(target, source, self.t_ns if t_ns is None else t_ns)
 
-    def transform_points(self, points: ArrayLike, *, target: str, source: str) -> FloatArray:
-        """``(N, 3)`` points expressed in ``source`` moved into ``target``."""
-        pts = np.asarray(points, dtype=np.float64)
-        if pts.ndim != 2 or pts.shape[1] != 3:
-            msg = f"transform_points needs an (N, 3) array, got shape {pts.shape}"
-            raise TransformError(msg)
-        matrix = self.lookup(target, source)
-        return pts @ matrix[:3, :3].T + matrix[:3, 3]
+    def lookup_many(self, target: str, source: str, t_ns: ArrayLike) -> FloatArray:
+        """``(K, 4, 4)`` transforms at ``K`` times (say, per-point stamps of a sweep)."""
+        return self.buffer.lookup_many(target, source, t_ns)
+
+    def transform_points(
+        self, points: ArrayLike, *, target: str, source: str, t_ns: int | None = None
+    ) -> FloatArray:
+        """``(N, 3)`` points expressed in ``source`` moved into ``target`` (at the view's time)."""
+        return _apply(self.lookup(target, source, t_ns), points)
+
+
+def _apply(matrix: FloatArray, points: ArrayLike) -> FloatArray:
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        msg = f"transform_points needs an (N, 3) array, got shape {pts.shape}"
+        raise TransformError(msg)
+    out: FloatArray = pts @ matrix[:3, :3].T + matrix[:3, 3]
+    return out
+
+
+def _time_ns(value: object) -> int:
+    """An integer time in ns; a float is refused rather than silently truncated."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        msg = (
+            f"times are integer nanoseconds, got {value!r} ({type(value).__name__}); "
+            "convert seconds with int(seconds * 1e9) only if you mean to round"
+        )
+        raise TransformError(msg)
+    return int(value)
+
+
+def _times_ns(values: ArrayLike) -> IntArray:
+    times = np.asarray(values)
+    if times.size and times.dtype.kind not in "iu":
+        msg = f"times are integer nanoseconds, got an array of {times.dtype}"
+        raise TransformError(msg)
+    return times.astype(np.int64, copy=False)

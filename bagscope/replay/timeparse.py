@@ -8,9 +8,10 @@ grammar all accept the same spellings.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from bagscope.replay.errors import DurationError
+from bagscope.replay.errors import DurationError, WindowError
 
 _UNITS_NS = {
     "ns": Decimal(1),
@@ -59,17 +60,75 @@ def parse_time_point(text: str, *, log_start_ns: int) -> int:
     return log_start_ns + value
 
 
+def _fixed(ns: int, unit_ns: int, decimals: int) -> str:
+    """``ns / unit_ns`` rounded half up to ``decimals`` places, with integers only."""
+    scale = 10**decimals
+    value = (ns * scale * 2 + unit_ns) // (unit_ns * 2)  # round half up
+    whole, frac = divmod(value, scale)
+    return f"{whole}.{frac:0{decimals}d}" if decimals else str(whole)
+
+
 def format_duration(ns: int) -> str:
     """Render a duration for people: ``850.0 ms``, ``12.345 s``, ``3 min 05.2 s``."""
     sign = "-" if ns < 0 else ""
     ns = abs(ns)
     if ns < 1_000:
         return f"{sign}{ns} ns"
-    if ns < 1_000_000:
-        return f"{sign}{ns / 1e3:.1f} µs"
-    if ns < 1_000_000_000:
-        return f"{sign}{ns / 1e6:.1f} ms"
-    if ns < 60_000_000_000:
-        return f"{sign}{ns / 1e9:.3f} s"
-    minutes, rest = divmod(ns, 60_000_000_000)
-    return f"{sign}{minutes} min {rest / 1e9:04.1f} s"
+    if ns < 999_950:
+        return f"{sign}{_fixed(ns, 1_000, 1)} µs"
+    if ns < 999_950_000:
+        return f"{sign}{_fixed(ns, 1_000_000, 1)} ms"
+    if ns < 59_999_500_000:
+        return f"{sign}{_fixed(ns, 1_000_000_000, 3)} s"
+    tenths = (ns + 50_000_000) // 100_000_000
+    minutes, rest = divmod(tenths, 600)
+    return f"{sign}{minutes} min {rest // 10:02d}.{rest % 10} s"
+
+
+def format_epoch(ns: int) -> str:
+    """Seconds since the epoch with all nine decimals, exactly: ``1586406456.763032325``."""
+    sign = "-" if ns < 0 else ""
+    sec, frac = divmod(abs(ns), 1_000_000_000)
+    return f"{sign}{sec}.{frac:09d}"
+
+
+def format_clock(ns: int) -> str:
+    """UTC wall-clock time to the millisecond (truncated, never rounded up a second)."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(sec, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{stamp}.{frac // 1_000_000:03d}Z"
+
+
+def resolve_window(
+    start: str | None, end: str | None, *, log_start_ns: int, log_end_ns: int
+) -> tuple[int | None, int | None]:
+    """``--start``/``--end`` as absolute ns, refusing windows that cannot hold a message.
+
+    A negative offset, a start after the end, or a window entirely outside the log is an
+    error that names the log's extent, rather than an empty replay that looks like a bug.
+    """
+    extent = (
+        f"the log runs from 0 s to {format_duration(log_end_ns - log_start_ns)} "
+        f"({format_epoch(log_start_ns)} .. {format_epoch(log_end_ns)})"
+    )
+    t0 = t1 = None
+    if start is not None:
+        if parse_duration(start) < 0:
+            msg = f"--start {start} is negative; {extent}"
+            raise WindowError(msg)
+        t0 = parse_time_point(start, log_start_ns=log_start_ns)
+    if end is not None:
+        if parse_duration(end) < 0:
+            msg = f"--end {end} is negative; {extent}"
+            raise WindowError(msg)
+        t1 = parse_time_point(end, log_start_ns=log_start_ns)
+    if t0 is not None and t1 is not None and t0 >= t1:
+        msg = f"--start {start} is not before --end {end}; {extent}"
+        raise WindowError(msg)
+    if t0 is not None and t0 > log_end_ns:
+        msg = f"--start {start} is after the log ends; {extent}"
+        raise WindowError(msg)
+    if t1 is not None and t1 <= log_start_ns:
+        msg = f"--end {end} is before the log starts; {extent}"
+        raise WindowError(msg)
+    return t0, t1

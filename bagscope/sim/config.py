@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bagscope.replay.errors import ReplayError
+from bagscope.replay.rotation import rpy_to_matrix
+from bagscope.sim.errors import SimError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -31,13 +32,8 @@ __all__ = [
     "LidarSpec",
     "Mount",
     "Scenario",
-    "SimError",
     "make_scenario",
 ]
-
-
-class SimError(ReplayError):
-    """The user asked the simulator for something it cannot do (unknown scenario, bad size)."""
 
 
 ALLOWED_BEAMS: tuple[int, ...] = (16, 32, 64, 128)
@@ -56,20 +52,6 @@ CLASS_SIZES: Mapping[str, tuple[float, float, float]] = MappingProxyType(
         "motorcycle": (2.2, 0.8, 1.5),
     }
 )
-
-
-def _rotation_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """R = Rz(yaw) @ Ry(pitch) @ Rx(roll): the ROS (tf2) fixed-axis roll/pitch/yaw convention."""
-    cr, sr = math.cos(roll), math.sin(roll)
-    cp, sp = math.cos(pitch), math.sin(pitch)
-    cy, sy = math.cos(yaw), math.sin(yaw)
-    return np.array(
-        [
-            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-            [-sp, cp * sr, cp * cr],
-        ]
-    )
 
 
 # Columns are the optical axes (x right, y down, z forward) written in a body frame (x forward,
@@ -91,7 +73,7 @@ class Mount:
     def to_matrix(self) -> np.ndarray:
         """4x4 that maps points in the sensor frame into ``base_link``."""
         m = np.eye(4)
-        m[:3, :3] = _rotation_rpy(self.roll, self.pitch, self.yaw)
+        m[:3, :3] = rpy_to_matrix(self.roll, self.pitch, self.yaw)
         m[:3, 3] = (self.x, self.y, self.z)
         return m
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from bagscope.replay.errors import DurationError
 from bagscope.replay.timeparse import parse_duration as replay_duration
-from bagscope.sim.config import SimError
+from bagscope.sim.errors import SimError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

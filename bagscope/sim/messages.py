@@ -10,13 +10,14 @@ Noetic store (whose ``std_msgs/Header`` carries ``seq``), so the ROS1 log is sel
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simplejpeg
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from bagscope.replay.rotation import matrix_to_quat
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,7 +39,6 @@ __all__ = [
     "MessageEncoder",
     "encode_jpeg",
     "pack_points",
-    "quaternion_from_matrix",
 ]
 
 POINT_CLOUD = "sensor_msgs/msg/PointCloud2"
@@ -90,31 +90,6 @@ _POINT_FIELDS: tuple[tuple[str, int, int], ...] = (
 )
 
 _GRAVITY = 9.81
-
-
-def quaternion_from_matrix(rotation: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a 3x3 rotation, branching on the largest diagonal term for accuracy."""
-    m = np.asarray(rotation, dtype=np.float64)
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0.0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        w, x = 0.25 * s, (m[2, 1] - m[1, 2]) / s
-        y, z = (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        w, x = (m[2, 1] - m[1, 2]) / s, 0.25 * s
-        y, z = (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        w, x = (m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s
-        y, z = 0.25 * s, (m[1, 2] + m[2, 1]) / s
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        w, x = (m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s
-        y, z = (m[1, 2] + m[2, 1]) / s, 0.25 * s
-    if w < 0.0:  # one canonical sign, so equal rotations serialize to equal bytes
-        x, y, z, w = -x, -y, -z, -w
-    return float(x), float(y), float(z), float(w)
 
 
 def pack_points(
@@ -189,7 +164,7 @@ class MessageEncoder:
         return self._t["geometry_msgs/msg/Vector3"](x=x, y=y, z=z)
 
     def _quaternion(self, rotation: np.ndarray) -> Any:
-        x, y, z, w = quaternion_from_matrix(rotation)
+        x, y, z, w = (float(v) for v in matrix_to_quat(rotation))
         return self._t["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)
 
     def _pose(self, matrix: np.ndarray) -> Any:

@@ -23,7 +23,7 @@ import open3d as o3d
 import open3d.core as o3c
 
 from bagscope.sim.boxes import BOX_TRIS, BOX_VERTS, TRIS_PER_BOX, box_corners, slab
-from bagscope.sim.config import Scenario, SimError
+from bagscope.sim.errors import SimError
 from bagscope.sim.layout import LAYOUTS, Layout
 from bagscope.sim.road import PROFILES, Road, yaw_matrices
 from bagscope.sim.surfaces import (
@@ -38,6 +38,8 @@ from bagscope.sim.tracks import ACTOR_CLASSES, ACTOR_ID_BASE, ACTOR_RANGE_M, Tra
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from bagscope.sim.config import Scenario
 
 __all__ = [
     "ACTOR_ID_BASE",

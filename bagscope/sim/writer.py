@@ -27,7 +27,7 @@ from rosbags.rosbag1 import Writer as Writer1
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin
 from rosbags.rosbag2 import Writer as Writer2
 
-from bagscope.sim.config import SimError
+from bagscope.sim.errors import SimError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from rosbags.interfaces import Connection
     from rosbags.typesys.store import Typestore
 
-__all__ = ["FORMATS", "LogWriter", "check_output_path"]
+__all__ = ["FORMATS", "LogWriter", "check_output_path", "format_for_path"]
 
 FORMATS: tuple[str, ...] = ("mcap", "db3", "bag")
 
@@ -52,6 +52,12 @@ _LATCHED_QOS = Qos(
     _QosTime(0, 0),
     avoid_ros_namespace_conventions=False,
 )
+
+
+def format_for_path(path: Path) -> str:
+    """The log format a path's suffix asks for: ``.bag`` ROS1, ``.db3`` a rosbag2 sqlite3
+    directory, anything else MCAP."""
+    return {".bag": "bag", ".db3": "db3"}.get(Path(path).suffix, "mcap")
 
 
 def check_output_path(out: Path, *, fmt: str, overwrite: bool = False) -> None:

@@ -168,7 +168,7 @@ def humble_info(model: str = "plumb_bob", d: tuple[float, ...] = PLUMB_BOB) -> A
 
 
 def test_decode_ros2_camera_info() -> None:
-    camera = DECODERS[CAMERA_INFO](humble_info())
+    camera = DECODERS[CAMERA_INFO].decode(humble_info())
     assert isinstance(camera, CameraModel)
     assert (camera.frame_id, camera.width, camera.height) == ("cam_optical", 640, 480)
     assert camera.distortion_model == "plumb_bob"

@@ -64,7 +64,7 @@ def test_colour_jpeg_decodes_to_rgb(fmt: str) -> None:
     assert pixels.shape == (48, 64, 3)
     assert pixels.dtype == np.uint8
     assert np.abs(pixels.astype(int) - rgb).mean() < 2.0
-    assert DECODERS[COMPRESSED] is decode_compressed_image
+    assert DECODERS[COMPRESSED].decode is decode_compressed_image
 
 
 def test_mono_jpeg_is_two_dimensional() -> None:
@@ -153,8 +153,8 @@ def test_compressed_depth_32fc1_inverse_depth() -> None:
     ("data", "fmt", "match"),
     [
         (b"not an image at all", "jpeg", r"neither JPEG nor PNG"),
-        (b"\xff\xd8\xff" + b"\x00" * 40, "jpeg", r"cannot read JPEG header"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 4 + b"XXXX", "png", r"no IHDR header"),
+        (b"\xff\xd8\xff" + b"\x00" * 40, "jpeg", r"corrupt JPEG .*segment 0x00 runs past"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 4 + b"XXXX", "png", r"corrupt PNG .*'XXXX' runs past"),
         (depth_header() + b"\x00" * 20, "16UC1; compressedDepth png", r"holds no PNG"),
         (b"\x00" * 20, "16UC1; compressedDepth rvl", r"RVL images are not supported"),
         (b"\x00" * 20, "8UC1; compressedDepth png", r"depth encoding '8UC1'"),
@@ -171,13 +171,22 @@ def test_32fc1_without_header_fails_eagerly() -> None:
         decode_compressed_image(make_msg(data, "32FC1; compressedDepth png"))
 
 
-def test_truncated_bodies_fail_on_first_pixel_access() -> None:
+def test_truncated_bodies_fail_when_read_not_when_looked_at() -> None:
+    """A payload cut short is a decode error at decode(), before any pixel is wanted."""
     jpeg = simplejpeg.encode_jpeg(smooth_rgb(), quality=95, colorspace="RGB")
-    image = decode_compressed_image(make_msg(jpeg[: len(jpeg) // 2], "jpeg"))
-    assert (image.width, image.height) == (64, 48)
-    with pytest.raises(DecodeError, match="cannot decode JPEG"):
-        _ = image.pixels
+    with pytest.raises(DecodeError, match=r"corrupt JPEG .*no end-of-image marker \(cut short"):
+        decode_compressed_image(make_msg(jpeg[: len(jpeg) // 2], "jpeg"))
     png = png_bytes(np.random.default_rng(1).integers(0, 255, (40, 40), dtype=np.uint8))
-    image = decode_compressed_image(make_msg(png[: len(png) // 2], "png"))
-    with pytest.raises(DecodeError, match="cannot decode PNG"):
-        _ = image.pixels
+    with pytest.raises(DecodeError, match=r"corrupt PNG .*runs past the end"):
+        decode_compressed_image(make_msg(png[: len(png) // 2], "png"))
+    with pytest.raises(DecodeError, match=r"corrupt PNG .*no IEND chunk"):
+        decode_compressed_image(make_msg(png[:-12], "png"))  # cut exactly before IEND
+    depth = depth_header() + png
+    with pytest.raises(DecodeError, match=r"corrupt PNG"):
+        decode_compressed_image(make_msg(depth[:-30], "16UC1; compressedDepth png"))
+
+
+def test_padding_after_the_jpeg_end_marker_is_accepted() -> None:
+    jpeg = simplejpeg.encode_jpeg(smooth_rgb(), quality=95, colorspace="RGB")
+    image = decode_compressed_image(make_msg(jpeg + b"\x00" * 16, "jpeg"))
+    assert image.pixels.shape == (48, 64, 3)

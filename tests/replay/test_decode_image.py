@@ -71,7 +71,7 @@ def test_rgb8_is_a_zero_copy_view_and_lazy() -> None:
     assert not pixels.flags.writeable
     np.testing.assert_array_equal(pixels, array)
     assert np.shares_memory(pixels, msg.data)
-    assert DECODERS[IMAGE] is decode_image
+    assert DECODERS[IMAGE].decode is decode_image
 
 
 # encoding, stored dtype, channels, how pixels relate to the stored array

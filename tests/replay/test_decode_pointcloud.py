@@ -180,7 +180,7 @@ def test_xyz_keeps_float64_and_reads_big_endian() -> None:
 def test_header_and_registry() -> None:
     array = np.zeros(2, dtype=np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4")]))
     msg = make_cloud(array, fields=[("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1)])
-    cloud = DECODERS[PC2](msg)
+    cloud = DECODERS[PC2].decode(msg)
     assert isinstance(cloud, PointCloud)
     assert cloud.stamp_ns == 1_700_000_000_123_456_789
     assert cloud.frame_id == "lidar"

@@ -13,7 +13,6 @@ from rosbags.highlevel import AnyReader
 
 from bagscope.replay.decode import (
     DECODERS,
-    RECORD_DECODERS,
     CameraImage,
     CameraModel,
     ImuSample,
@@ -34,7 +33,7 @@ BAGS = [
     "ros2/cdr_test_sqlite3",
     "ros2/cdr_test_mcap",
 ]
-ALL_DECODERS = {**DECODERS, **RECORD_DECODERS}
+ALL_DECODERS = {name: entry.decode for name, entry in DECODERS.items()}
 
 Decoded = dict[str, list[tuple[Any, object]]]  # topic -> [(rosbags message, our record)]
 

@@ -10,7 +10,7 @@ import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from bagscope.replay.decode import (
-    RECORD_DECODERS,
+    DECODERS,
     GnssFix,
     ImuSample,
     OdometrySample,
@@ -60,7 +60,7 @@ def test_imu() -> None:
             linear_acceleration_covariance=np.zeros(9),
         )
     )
-    sample = RECORD_DECODERS["sensor_msgs/msg/Imu"](msg)
+    sample = DECODERS["sensor_msgs/msg/Imu"].decode(msg)
     assert isinstance(sample, ImuSample)
     assert sample.stamp_ns == 1_600_000_000_999_999_999
     assert sample.frame_id == "imu_link"
@@ -82,7 +82,7 @@ def test_navsatfix() -> None:
             position_covariance_type=2,
         )
     )
-    fix = RECORD_DECODERS["sensor_msgs/msg/NavSatFix"](msg)
+    fix = DECODERS["sensor_msgs/msg/NavSatFix"].decode(msg)
     assert isinstance(fix, GnssFix)
     assert (fix.latitude, fix.longitude, fix.altitude) == (48.1173, 11.5167, 545.4)
     assert (fix.status, fix.covariance_type) == (2, 2)
@@ -103,7 +103,7 @@ def test_odometry() -> None:
             twist=T["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=np.zeros(36)),
         )
     )
-    odom = RECORD_DECODERS["nav_msgs/msg/Odometry"](msg)
+    odom = DECODERS["nav_msgs/msg/Odometry"].decode(msg)
     assert isinstance(odom, OdometrySample)
     assert (odom.frame_id, odom.child_frame_id) == ("odom", "base_link")
     np.testing.assert_array_equal(odom.position, [1, 2, 3])
@@ -133,7 +133,7 @@ RANGES = [1.0, math.nan, 0.01, 2.0, 100.0, math.inf, 3.0, 25.0]
 
 
 def test_laserscan_drops_invalid_ranges() -> None:
-    scan = RECORD_DECODERS["sensor_msgs/msg/LaserScan"](
+    scan = DECODERS["sensor_msgs/msg/LaserScan"].decode(
         laserscan(RANGES, [10, 11, 12, 13, 14, 15, 16, 17])
     )
     assert isinstance(scan, ScanPoints)

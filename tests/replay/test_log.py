@@ -42,7 +42,11 @@ def test_info_counts_topics_and_extent(camera_lidar_logs: dict[str, Path], fmt: 
     last_tf = T0 + 49 * 20_000_000 + LATENCY
     assert info.end_ns == last_tf
     assert info.topic(LIDAR).msgtype == "sensor_msgs/msg/PointCloud2"
-    assert info.topic(LIDAR).frequency_hz == pytest.approx(10 / (info.duration_ns / 1e9))
+    lidar = info.topic(LIDAR)
+    # Its own span: the first and last sweep (stamped 0.0 and 0.9 s) are logged 2 ms late.
+    assert (lidar.first_ns, lidar.last_ns) == (T0 + LATENCY, T0 + 900_000_000 + LATENCY)
+    assert lidar.rate_hz == 10.0  # 9 intervals over 0.9 s, not 10 over the log's 0.982 s
+    assert info.topic("/tf_static").rate_hz is None  # one message is no rate
     with pytest.raises(TopicError, match="/nope"):
         info.topic("/nope")
 
@@ -75,9 +79,9 @@ def test_frames_nearest_carry_clouds_images_cameras_and_tf(
         frames = list(stream)
     assert len(frames) == 10
     for k, frame in enumerate(frames):
-        assert frame.t == T0 + k * 100_000_000
+        assert frame.t_ns == T0 + k * 100_000_000
         # The camera frame nearest each sweep is the one 3 ms later (every third image).
-        assert frame.stamps[CAMERA] - frame.t == 3_000_000
+        assert frame.stamps_ns[CAMERA] - frame.t_ns == 3_000_000
         cloud_k = frame.clouds[LIDAR]
         assert isinstance(cloud_k, PointCloud)
         assert cloud_k.xyz.shape == (64, 3)
@@ -92,7 +96,12 @@ def test_frames_nearest_carry_clouds_images_cameras_and_tf(
     assert pose[:3, 3] == pytest.approx([25 * 0.2, 0.0, 1.5])
     stats = stream.stats
     assert stats.frames == 10
-    assert stats.dropped == {LIDAR: 0, CAMERA: 20}
+    # Every sweep is used; two of every three images are simply not needed at 10 Hz.
+    assert stats.used == {LIDAR: 10, CAMERA: 10}
+    assert stats.not_needed == {LIDAR: 0, CAMERA: 20}
+    assert stats.dropped == {LIDAR: 0, CAMERA: 0}
+    assert stats.messages == {LIDAR: 10, CAMERA: 30}
+    assert stats.reasons == []
     assert stats.skew_percentiles()["max"] == 3_000_000
 
 
@@ -102,8 +111,8 @@ def test_frames_approximate_and_log_time(camera_lidar_logs: dict[str, Path]) -> 
         by_log = list(
             log.frames(ApproximateTimeSync([LIDAR, CAMERA], queue_size=10), stamp_source="log")
         )
-    assert [f.t for f in by_header] == [T0 + k * 100_000_000 for k in range(10)]
-    assert [f.t for f in by_log] == [f.t + LATENCY for f in by_header]
+    assert [f.t_ns for f in by_header] == [T0 + k * 100_000_000 for k in range(10)]
+    assert [f.t_ns for f in by_log] == [f.t_ns + LATENCY for f in by_header]
 
 
 def test_frames_start_end_limit_the_stream(camera_lidar_logs: dict[str, Path]) -> None:
@@ -116,7 +125,7 @@ def test_frames_start_end_limit_the_stream(camera_lidar_logs: dict[str, Path]) -
             )
         )
     assert [f.index for f in frames] == [0, 1, 2, 3]
-    assert [f.t - T0 for f in frames] == [k * 100_000_000 for k in (2, 3, 4, 5)]
+    assert [f.t_ns - T0 for f in frames] == [k * 100_000_000 for k in (2, 3, 4, 5)]
 
 
 def _corrupt_cloud_spec() -> LogSpec:

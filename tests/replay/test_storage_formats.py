@@ -16,6 +16,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from bagscope.replay.errors import LogOpenError
 from bagscope.replay.storage import open_storage
+from bagscope.replay.types import MessageTypes
 
 from .conftest import (
     CAMERA,
@@ -90,8 +91,8 @@ def test_payloads_decode_to_what_was_written(
 ) -> None:
     storage = open_storage([logs[name]])
     lidar = [m for m in storage.messages() if m.connection.topic == LIDAR]
-    cloud = storage.deserialize(
-        lidar[2].data, LIDAR and TYPES[LIDAR], lidar[2].connection.serialization
+    cloud = MessageTypes(storage.definitions).deserialize(
+        lidar[2].data, TYPES[LIDAR], lidar[2].connection.serialization
     )
     stamp = cloud.header.stamp  # type: ignore[attr-defined]
     want = next(s for s in samples if s.topic == LIDAR and s.log_time_ns == T0 + 200 * MS)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bagscope.replay.storage import header_stamp_ns, open_storage
+from bagscope.replay.types import MessageTypes
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -78,10 +79,11 @@ def test_info_matches_the_readme(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_message_decodes(name: str) -> None:
     storage = open_storage([_path(name)])
+    types = MessageTypes(storage.definitions)
     for message in storage.messages():
         conn = message.connection
-        msg = storage.deserialize(message.data, conn.msgtype, conn.serialization)
-        if storage.starts_with_header(conn.msgtype):
+        msg = types.deserialize(message.data, conn.msgtype, conn.serialization)
+        if types.starts_with_header(conn.msgtype, conn.serialization):
             stamp = msg.header.stamp  # type: ignore[attr-defined]
             want = stamp.sec * 1_000_000_000 + stamp.nanosec
             assert header_stamp_ns(message.data, conn.serialization) == want

@@ -9,6 +9,7 @@ import pytest
 
 from bagscope.replay.errors import TruncatedLogError
 from bagscope.replay.storage import RecoveredLogWarning, open_storage
+from bagscope.replay.types import MessageTypes
 
 from .conftest import Sample, truncate_copy
 
@@ -51,9 +52,10 @@ def test_first_60_percent_is_recovered_with_a_warning(
     assert info.message_count == len(got)
     assert (info.start_ns, info.end_ns) == (got[0][1], got[-1][1])
     assert sum(c.count for c in storage.connections) == len(got)
+    types = MessageTypes(storage.definitions)
     for message in storage.messages():  # every recovered payload is whole
         conn = message.connection
-        storage.deserialize(message.data, conn.msgtype, conn.serialization)
+        types.deserialize(message.data, conn.msgtype, conn.serialization)
 
 
 @pytest.mark.parametrize(("name", "suffix"), CASES)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -188,6 +188,11 @@ def test_max_interval(max_interval: int | None, expected: list[tuple[int, int]])
     assert sets == expected
 
 
+def fate(sync: Any) -> dict[str, tuple[int, int, int]]:
+    """Per topic (used, not needed, dropped): every message fed lands in exactly one."""
+    return {t: (sync.used[t], sync.not_needed[t], sync.dropped[t]) for t in sync.topics}
+
+
 def test_max_interval_smaller_than_every_gap_emits_nothing_and_drops() -> None:
     sync: ApproximateTimeSync[str] = ApproximateTimeSync(
         ["a", "b"], queue_size=10, max_interval=S // 2
@@ -196,7 +201,9 @@ def test_max_interval_smaller_than_every_gap_emits_nothing_and_drops() -> None:
         assert sync.add(topic, stamp * S, f"{topic}{stamp}") == []
     assert sync.flush() == []
     assert sync.emitted == 0
-    assert sync.dropped == {"a": 3, "b": 3}
+    # The policy passes every message over for a later one; a frame stream, seeing no frame
+    # anywhere near them, counts them dropped (tests/replay/test_frame_accounting.py).
+    assert fate(sync) == {"a": (0, 3, 0), "b": (0, 3, 0)}
 
 
 @pytest.mark.parametrize(
@@ -263,11 +270,11 @@ def test_dropped_counts_imperfect_match() -> None:
     for stamp, topic in stream:
         out += sync.add(topic, stamp * S, stamp)
     assert out == [(0, 1), (6, 5)]
-    # x (2 s) and b (3 s) can never be used once c (6 s) made a better candidate.
-    assert sync.dropped == {"a": 2, "b": 0}
+    # x (2 s) and b (3 s) can never be used once c (6 s) made a better candidate: not needed.
+    assert fate(sync) == {"a": (2, 2, 0), "b": (2, 0, 0)}
     # Nothing can pair with C (7 s) any more once the log ends.
     assert sync.flush() == []
-    assert sync.dropped == {"a": 2, "b": 1}
+    assert fate(sync) == {"a": (2, 2, 0), "b": (2, 1, 0)}
 
 
 def test_dropped_counts_small_queue() -> None:
@@ -280,8 +287,9 @@ def test_dropped_counts_small_queue() -> None:
     flushed = sync.flush()
     assert flushed == [(13, 14)]
     assert sync.emitted == 3
-    # a, c dropped on A; A, C dropped on B.
-    assert sync.dropped == {"a": 2, "b": 2}
+    # On a: 0 s overflows the one-message queue (dropped), 8 s loses to 10 s (not needed);
+    # on b: 1 s overflows, 7 s loses to 11 s.
+    assert fate(sync) == {"a": (3, 1, 1), "b": (3, 1, 1)}
 
 
 def test_flush_emits_the_held_candidate() -> None:
@@ -311,7 +319,7 @@ def test_flush_keeps_one_use_per_message() -> None:
     for stamp, topic in [(0, "a"), (10, "a"), (11, "b")]:
         sync.add(topic, stamp * MS, f"{topic}{stamp}")
     assert sync.flush() == [("a10", "b11")]
-    assert sync.dropped == {"a": 1, "b": 0}
+    assert fate(sync) == {"a": (1, 1, 0), "b": (1, 0, 0)}
 
 
 def test_out_of_order_and_bound_warnings() -> None:
@@ -391,8 +399,8 @@ def test_exact_multiple_times() -> None:
     assert sync.add("b", 100 * MS, "b1") == []
     assert sync.add("a", 100 * MS, "a1") == []
     assert sync.add("c", 100 * MS, "c1") == [("a1", "b1", "c1")]
-    # The older, incomplete stamp 0 can no longer complete: dropped with the emission.
-    assert sync.dropped == {"a": 1, "b": 0, "c": 0}
+    # The older, incomplete stamp 0 can no longer complete: passed over with the emission.
+    assert fate(sync) == {"a": (1, 1, 0), "b": (1, 0, 0), "c": (1, 0, 0)}
 
 
 def test_exact_queue_size() -> None:
@@ -404,7 +412,7 @@ def test_exact_queue_size() -> None:
     assert sync.add("b", 0, "b0'") == []
     assert sync.add("c", 0, "c0") == []
     assert sync.emitted == 0
-    assert sync.dropped == {"a": 1, "b": 2, "c": 1}
+    assert fate(sync) == {"a": (0, 0, 1), "b": (0, 0, 2), "c": (0, 0, 1)}  # queue overflows
 
 
 def test_exact_drop_on_queue_overflow() -> None:
@@ -428,9 +436,10 @@ def test_exact_time_stream() -> None:
     out += sync.add("lidar", 400, "l400")
     assert out == [("l200", "c200"), ("l300", "c300'")]
     assert sync.emitted == 2
-    assert sync.dropped == {"lidar": 1, "cam": 2}
+    # l100 and c101 never coincided, c300 was replaced by c300': all passed over, none lost.
+    assert fate(sync) == {"lidar": (2, 1, 0), "cam": (2, 2, 0)}
     assert sync.flush() == []
-    assert sync.dropped == {"lidar": 2, "cam": 2}
+    assert fate(sync) == {"lidar": (2, 2, 0), "cam": (2, 2, 0)}
 
 
 def test_exact_late_message_for_an_old_stamp_still_matches() -> None:
@@ -475,9 +484,11 @@ def test_nearest_picks_the_nearest_and_reuses_partners() -> None:
         out += sync.add(topic, stamp * MS, f"{topic[0]}{stamp}")
     assert out == [("c10", "l0"), ("c60", "l100"), ("c95", "l100"), ("c130", "l100")]
     assert sync.emitted == 4
-    assert sync.dropped == {"cam": 1, "lidar": 0}  # c45; a later image may still pick l200
+    # c45 had no partner within slop: a reference with no frame possible is dropped.
+    assert fate(sync) == {"cam": (4, 0, 1), "lidar": (2, 0, 0)}  # a later image may pick l200
     assert sync.flush() == []
-    assert sync.dropped == {"cam": 1, "lidar": 2}  # the log ended: l200 and l300 unused
+    # The log ended: l200 and l300 were not needed by any reference.
+    assert fate(sync) == {"cam": (4, 0, 1), "lidar": (2, 2, 0)}
 
 
 def test_nearest_slop_boundary_is_inclusive() -> None:
@@ -508,7 +519,7 @@ def test_nearest_several_others_and_flush() -> None:
     assert sync.add("radar", 205, "r205") == []
     # End of the log: c200 is decided with what is known (l121 is 79 away -> no partner).
     assert sync.flush() == []
-    assert sync.dropped == {"cam": 2, "lidar": 2, "radar": 2}
+    assert fate(sync) == {"cam": (0, 0, 2), "lidar": (0, 2, 0), "radar": (0, 2, 0)}
     assert sync.emitted == 0
 
 
@@ -518,7 +529,7 @@ def test_nearest_flush_emits_pending_references() -> None:
     sync.add("lidar", 105, "l105")
     sync.add("radar", 90, "r90")
     assert sync.flush() == [("c100", "l105", "r90")]
-    assert sync.dropped == {"cam": 0, "lidar": 0, "radar": 0}
+    assert fate(sync) == {"cam": (1, 0, 0), "lidar": (1, 0, 0), "radar": (1, 0, 0)}
 
 
 def test_nearest_queue_size_bounds_waiting_references() -> None:
@@ -542,6 +553,7 @@ def test_nearest_memory_stays_flat_on_a_long_stream() -> None:
     emitted += len(sync.flush())
     assert emitted == sync.emitted
     assert emitted + sync.dropped["cam"] == 3000
+    assert sum(fate(sync)["lidar"]) == 1000
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def test_simulated_log_replays_as_frames(sim_logs: dict[str, Path], fmt: str) ->
         assert sum(stream.stats.decode_errors.values()) == 0
         # The camera free-runs 7 ms after the lidar's phase: the nearest image is 7 ms or
         # 26.3 ms away, never aligned, so the sync's skew is a real measurement.
-        offsets = {(f.stamps[CAMERA] - f.t) % 33_333_334 for f in frames}
+        offsets = {(f.stamps_ns[CAMERA] - f.t_ns) % 33_333_334 for f in frames}
         assert offsets <= {7_000_000, 7_000_001, 26_333_333, 26_333_334}
         assert stream.stats.skew_percentiles()["p50"] >= 7_000_000
         frame = frames[10]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from bagscope.sim.config import SimError
+from bagscope.sim.errors import SimError
 from bagscope.sim.faults import DUPLICATE_GAP_NS, LATENCY_NOISE_NS, REORDER_GAP_NS
 from bagscope.sim.messages import MessageEncoder
 from bagscope.sim.simulate import GROUND_TRUTH_TOPIC, START_NS, scenario_topics, simulate

@@ -8,8 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from bagscope.errors import BagscopeError
 from bagscope.replay.errors import ReplayError
-from bagscope.sim.config import CLASS_SIZES, CameraSpec, Mount, SimError, make_scenario
+from bagscope.sim.config import CLASS_SIZES, CameraSpec, Mount, make_scenario
+from bagscope.sim.errors import SimError
 from bagscope.sim.world import ACTOR_ID_BASE, World, build_world
 
 SECOND = 1_000_000_000
@@ -25,7 +27,8 @@ def world(request: pytest.FixtureRequest) -> World:
 def test_unknown_scenario_names_the_choices() -> None:
     with pytest.raises(SimError, match="urban, highway, parking"):
         make_scenario("moon")
-    assert issubclass(SimError, ReplayError)
+    assert issubclass(SimError, BagscopeError)
+    assert not issubclass(SimError, ReplayError)
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,16 @@
-"""Decoders from rosbags message objects to bagscope records.
+"""Decoders from rosbags message objects to bagscope records: one table, one entry per type.
 
-``DECODERS`` holds the four types a :class:`~bagscope.replay.frame.Frame` carries decoded
-(clouds, images, camera models); every other type stays a rosbags object so that nothing pays
-for decoding it does not use. ``RECORD_DECODERS`` turns the small sensor messages analyzers stack
-over time into numpy records, on request.
+:data:`DECODERS` is the only place a supported type is declared: its decoder, the direct CDR
+parser that skips rosbags on the hot path (optional), and the slot a
+:class:`~bagscope.replay.frame.Frame` carries it in. ``Message.decode()`` and the frame stream
+both read this table, so adding a decoder is one entry here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from bagscope.replay.decode.camera import CameraModel, decode_camera_info
 from bagscope.replay.decode.cdr import parse_compressed_image, parse_pointcloud2
@@ -31,44 +32,59 @@ from bagscope.replay.decode.stamp import stamp_to_ns
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-# Parsers that read a type straight from its CDR bytes, skipping the generic deserializer; each
-# returns None when it cannot, and the caller then decodes through rosbags as usual.
-CDR_PARSERS: Mapping[str, Callable[[bytes | memoryview], object | None]] = MappingProxyType(
+Slot = Literal["cloud", "image", "camera", "record"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decoder:
+    """How one message type becomes a bagscope record, and where a frame keeps it.
+
+    ``decode`` takes the rosbags-shaped message and checks the payload's structure (sizes,
+    image markers) without decoding pixels; ``parse_cdr`` reads the few fields ``decode`` needs
+    straight from little-endian CDR bytes and returns None when it cannot (rosbags then
+    deserializes). ``slot``: ``cloud``/``image`` are frame members, ``camera`` is the CameraInfo
+    a frame attaches to its image, ``record`` is a small sensor sample analyzers stack over time.
+    """
+
+    decode: Callable[[Any], object]
+    slot: Slot
+    parse_cdr: Callable[[bytes | memoryview], object | None] | None = None
+
+
+DECODERS: Mapping[str, Decoder] = MappingProxyType(
     {
-        "sensor_msgs/msg/PointCloud2": parse_pointcloud2,
-        "sensor_msgs/msg/CompressedImage": parse_compressed_image,
+        "sensor_msgs/msg/PointCloud2": Decoder(
+            decode=decode_pointcloud, slot="cloud", parse_cdr=parse_pointcloud2
+        ),
+        "sensor_msgs/msg/Image": Decoder(decode=decode_image, slot="image"),
+        "sensor_msgs/msg/CompressedImage": Decoder(
+            decode=decode_compressed_image, slot="image", parse_cdr=parse_compressed_image
+        ),
+        "sensor_msgs/msg/CameraInfo": Decoder(decode=decode_camera_info, slot="camera"),
+        "sensor_msgs/msg/Imu": Decoder(decode=decode_imu, slot="record"),
+        "sensor_msgs/msg/NavSatFix": Decoder(decode=decode_navsatfix, slot="record"),
+        "nav_msgs/msg/Odometry": Decoder(decode=decode_odometry, slot="record"),
+        "sensor_msgs/msg/LaserScan": Decoder(decode=decode_laserscan, slot="record"),
     }
 )
 
-DECODERS: Mapping[str, Callable[[Any], object]] = MappingProxyType(
-    {
-        "sensor_msgs/msg/PointCloud2": decode_pointcloud,
-        "sensor_msgs/msg/Image": decode_image,
-        "sensor_msgs/msg/CompressedImage": decode_compressed_image,
-        "sensor_msgs/msg/CameraInfo": decode_camera_info,
-    }
-)
 
-RECORD_DECODERS: Mapping[str, Callable[[Any], object]] = MappingProxyType(
-    {
-        "sensor_msgs/msg/Imu": decode_imu,
-        "sensor_msgs/msg/NavSatFix": decode_navsatfix,
-        "nav_msgs/msg/Odometry": decode_odometry,
-        "sensor_msgs/msg/LaserScan": decode_laserscan,
-    }
-)
+def types_in_slot(slot: Slot) -> frozenset[str]:
+    """The message types a frame carries in ``slot`` (derived from :data:`DECODERS`)."""
+    return frozenset(name for name, entry in DECODERS.items() if entry.slot == slot)
+
 
 __all__ = [
-    "CDR_PARSERS",
     "DECODERS",
-    "RECORD_DECODERS",
     "CameraImage",
     "CameraModel",
+    "Decoder",
     "GnssFix",
     "ImuSample",
     "OdometrySample",
     "PointCloud",
     "ScanPoints",
+    "Slot",
     "decode_camera_info",
     "decode_compressed_image",
     "decode_image",
@@ -78,4 +94,5 @@ __all__ = [
     "decode_odometry",
     "decode_pointcloud",
     "stamp_to_ns",
+    "types_in_slot",
 ]

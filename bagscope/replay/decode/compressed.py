@@ -3,8 +3,9 @@
 The ``format`` strings image_transport writes vary across versions and drivers (``jpeg``,
 ``jpg``, ``bgr8; jpeg compressed bgr8``, ``16UC1; compressedDepth png`` ...), so the codec is
 taken from the payload's magic bytes and ``format`` only decides whether the PNG is a
-compressedDepth payload. Width and height come from the JPEG/PNG header, which costs
-microseconds, so that corrupt payloads fail at read time and pixels are decoded only on demand.
+compressedDepth payload. Width and height come from the JPEG/PNG header and the payload's
+structure is checked (:mod:`~bagscope.replay.decode.structure`), which costs microseconds, so
+that corrupt payloads fail at read time and pixels are decoded only on demand.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PIL import Image as PILImage
 
 from bagscope.replay.decode.image import CameraImage, as_uint8_buffer
 from bagscope.replay.decode.stamp import header_fields
+from bagscope.replay.decode.structure import check_jpeg, check_png
 from bagscope.replay.errors import DecodeError
 
 if TYPE_CHECKING:
@@ -41,8 +43,10 @@ def decode_compressed_image(msg: Any) -> CameraImage:
     if "compresseddepth" in fmt.lower():
         height, width, loader = _compressed_depth(buf, fmt)
     elif buf[: len(JPEG_MAGIC)].tobytes() == JPEG_MAGIC:
+        check_jpeg(buf, fmt)
         height, width, loader = _jpeg(buf, fmt)
     elif buf[: len(PNG_MAGIC)].tobytes() == PNG_MAGIC:
+        check_png(buf, fmt)
         width, height = png_size(buf, fmt)
         loader = _png_loader(buf, fmt)
     else:
@@ -150,6 +154,7 @@ def _compressed_depth(
     else:
         msg = f"compressedDepth image ({fmt!r}, {buf.size} bytes) holds no PNG after its header"
         raise DecodeError(msg)
+    check_png(png, fmt)
     width, height = png_size(png, fmt)
 
     def load() -> NDArray[Any]:

@@ -1,11 +1,13 @@
 """Format backends: ROS1 bags, ROS2 bag directories and ``.db3`` files, MCAP (ROS1 and ROS2).
 
 :func:`open_storage` is the one entry point; everything above it sees the
-:class:`~bagscope.replay.storage.base.Storage` protocol only.
+:class:`~bagscope.replay.storage.base.Storage` protocol only. Storage reads bytes and indexes;
+decoding belongs to :mod:`bagscope.replay.types` and :mod:`bagscope.replay.decode`.
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from bagscope.replay.errors import LogOpenError
@@ -13,13 +15,14 @@ from bagscope.replay.storage.base import (
     Connection,
     RawMessage,
     Serialization,
+    Source,
     Storage,
     StorageInfo,
+    TypeDefinition,
 )
 from bagscope.replay.storage.detect import Kind, detect
 from bagscope.replay.storage.mcapfile import McapFile
-from bagscope.replay.storage.merged import MergedStorage, Source
-from bagscope.replay.storage.msgtypes import MessageTypes
+from bagscope.replay.storage.merged import MergedStorage
 from bagscope.replay.storage.recovery import RecoveredLogWarning, report_recovery
 from bagscope.replay.storage.rosbag1 import Rosbag1File
 from bagscope.replay.storage.rosbag2 import Rosbag2Dir
@@ -27,38 +30,35 @@ from bagscope.replay.storage.sqlite import SqliteFile
 from bagscope.replay.storage.stamps import header_stamp_ns
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
 __all__ = [
+    "BACKENDS",
     "Connection",
     "RawMessage",
     "RecoveredLogWarning",
     "Serialization",
+    "Source",
     "Storage",
     "StorageInfo",
+    "TypeDefinition",
     "header_stamp_ns",
     "open_storage",
 ]
 
+# One reader per format, picked by what `detect` finds in the bytes. A new format is one entry.
+BACKENDS: Mapping[Kind, Callable[..., Source]] = MappingProxyType(
+    {
+        "rosbag1": Rosbag1File,
+        "mcap": McapFile,
+        "sqlite3": SqliteFile,
+        "rosbag2": Rosbag2Dir,
+    }
+)
 
-def _open_source(kind: Kind, path: Path, first_id: int) -> Source:
-    if kind == "rosbag1":
-        return Rosbag1File(path, first_id=first_id)
-    if kind == "mcap":
-        return McapFile(path, first_id=first_id)
-    if kind == "sqlite3":
-        return SqliteFile(path, first_id=first_id)
-    return Rosbag2Dir(path, first_id=first_id)
 
-
-def open_storage(
-    paths: Sequence[Path],
-    *,
-    typestore: str | None = None,
-    msg_paths: Sequence[Path] = (),
-    strict: bool = False,
-) -> Storage:
+def open_storage(paths: Sequence[Path], *, strict: bool = False) -> Storage:
     """Open one or more logs as a single time-ordered storage.
 
     Each path may be a ROS1 ``.bag``, an ``.mcap`` file, a ROS2 bag directory (or its
@@ -70,12 +70,11 @@ def open_storage(
         msg = "no log given"
         raise LogOpenError(msg)
     found = [item for path in paths for item in detect(path)]
-    types = MessageTypes([], typestore=typestore, msg_paths=msg_paths)  # validate names early
     sources: list[Source] = []
     try:
         for kind, path in found:
             first_id = sum(len(s.connections) for s in sources)
-            source = _open_source(kind, path, first_id)
+            source = BACKENDS[kind](path, first_id=first_id)
             sources.append(source)
             note = source.info().recovery_note
             if note:
@@ -84,5 +83,4 @@ def open_storage(
         for source in sources:
             source.close()
         raise
-    types.add_definitions(d for s in sources for d in s.definitions)
-    return MergedStorage(sources, types)
+    return MergedStorage(sources)

@@ -7,13 +7,39 @@ left to the caller so that a consumer that only needs stamps or a few topics nev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
 
+    import numpy as np
+    from numpy.typing import NDArray
+
+    # Per global connection id: log times in ns, sorted ascending.
+    TimesById = dict[int, NDArray[np.int64]]
+    Progress = Callable[[int, int], None] | None
+
 Serialization = Literal["cdr", "ros1"]
+
+
+def normalize_msgtype(name: str) -> str:
+    """``pkg/Name`` (ROS1) or ``pkg/msg/Name`` -> ``pkg/msg/Name``."""
+    path = PurePosixPath(name)
+    if path.parent.name not in ("msg", "action", "srv"):
+        path = path.parent / "msg" / path.name
+    return str(path)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TypeDefinition:
+    """A message definition as a log stores it; :mod:`bagscope.replay.types` parses it."""
+
+    msgtype: str  # normalised "pkg/msg/Name"
+    text: str
+    encoding: Literal["msg", "idl"]  # ROS1 and ros2msg texts both parse as "msg"
+    serialization: Serialization
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,14 +86,53 @@ class StorageInfo:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+class Source(Protocol):
+    """One file or bag directory, as each backend module implements it.
+
+    ``ids`` are the global connection ids to read (None: all); a source ignores ids that are
+    not its own, so a merged storage can pass one filter to every file.
+    """
+
+    @property
+    def connections(self) -> tuple[Connection, ...]: ...
+
+    @property
+    def definitions(self) -> list[TypeDefinition]: ...
+
+    def info(self) -> StorageInfo: ...
+
+    def messages(
+        self, ids: frozenset[int] | None, *, start_ns: int | None, end_ns: int | None
+    ) -> Iterator[RawMessage]: ...
+
+    def times(
+        self, ids: frozenset[int] | None, *, ends_only: bool, progress: Progress
+    ) -> TimesById:
+        """Log times per connection, from the indexes where the format has them.
+
+        With ``ends_only`` an array need only hold its connection's first and last time (plus
+        anything cheaper to keep than to drop); ``progress`` gets (done, total) in any unit.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
 class Storage(Protocol):
-    """What :class:`bagscope.replay.Log` needs from a format backend."""
+    """What :class:`bagscope.replay.Log` needs from the format backends: bytes and indexes.
+
+    Decoding is not storage's business: the log's message definitions are handed out as text
+    (:attr:`definitions`) and :mod:`bagscope.replay.types` turns them into deserializers.
+    """
 
     @property
     def info(self) -> StorageInfo: ...
 
     @property
     def connections(self) -> tuple[Connection, ...]: ...
+
+    @property
+    def definitions(self) -> list[TypeDefinition]: ...
 
     def messages(
         self,
@@ -79,19 +144,29 @@ class Storage(Protocol):
         """Yield raw messages in log-time order, ``start_ns <= t < end_ns``."""
         ...
 
-    def deserialize(
-        self, data: bytes | memoryview, msgtype: str, serialization: Serialization
-    ) -> object:
-        """Decode one payload to a rosbags message object (raises UnknownTypeError)."""
-        ...
-
-    def starts_with_header(self, msgtype: str) -> bool:
-        """Whether the type's first field is a ``std_msgs/msg/Header``.
-
-        Then ``header.stamp`` sits at payload bytes 4..12 in both CDR and ROS1 encodings, so a
-        caller can read stamps with :func:`bagscope.replay.storage.stamps.header_stamp_ns`
-        without decoding the message.
-        """
+    def times(
+        self,
+        connections: Iterable[Connection] | None = None,
+        *,
+        ends_only: bool = False,
+        progress: Progress = None,
+    ) -> TimesById:
+        """Log times per connection id, sorted; see :meth:`Source.times`."""
         ...
 
     def close(self) -> None: ...
+
+
+def times_by_reading(
+    source: Source, ids: frozenset[int] | None, *, progress: Progress = None
+) -> TimesById:
+    """Every message's log time by streaming the source: for formats (or damaged files)
+    without a usable index. Payloads are not decoded, but they are read."""
+    import numpy as np
+
+    found: dict[int, list[int]] = {}
+    for i, raw in enumerate(source.messages(ids, start_ns=None, end_ns=None)):
+        found.setdefault(raw.connection.id, []).append(raw.log_time_ns)
+        if progress is not None and i % 65536 == 0:
+            progress(i, 0)
+    return {cid: np.sort(np.asarray(ts, dtype=np.int64)) for cid, ts in found.items()}

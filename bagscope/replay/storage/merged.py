@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import heapq
 from operator import attrgetter
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from bagscope.replay.storage.base import Connection, RawMessage, Serialization, StorageInfo
+from bagscope.replay.storage.base import StorageInfo
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
-    from bagscope.replay.storage.msgtypes import MessageTypes, TypeDefinition
-
-
-class Source(Protocol):
-    """One file or bag directory, as each backend module implements it."""
-
-    @property
-    def connections(self) -> tuple[Connection, ...]: ...
-
-    @property
-    def definitions(self) -> list[TypeDefinition]: ...
-
-    def info(self) -> StorageInfo: ...
-
-    def messages(
-        self, ids: frozenset[int] | None, *, start_ns: int | None, end_ns: int | None
-    ) -> Iterator[RawMessage]: ...
-
-    def close(self) -> None: ...
+    from bagscope.replay.storage.base import (
+        Connection,
+        Progress,
+        RawMessage,
+        Source,
+        TimesById,
+        TypeDefinition,
+    )
 
 
 def _joined(values: Iterable[str]) -> str:
@@ -62,14 +51,11 @@ def merge_info(infos: Sequence[StorageInfo]) -> StorageInfo:
 class MergedStorage:
     """The :class:`~bagscope.replay.storage.base.Storage` that ``open_storage`` returns."""
 
-    def __init__(self, sources: Sequence[Source], types: MessageTypes) -> None:
+    def __init__(self, sources: Sequence[Source]) -> None:
         self._sources = list(sources)
-        self._types = types
         self._connections = tuple(c for s in self._sources for c in s.connections)
+        self._definitions = [d for s in self._sources for d in s.definitions]
         self._info = merge_info([s.info() for s in self._sources])
-        self._serializations: tuple[Serialization, ...] = tuple(
-            dict.fromkeys(c.serialization for c in self._connections)
-        ) or ("cdr", "ros1")
         self._owner = {c.id: i for i, s in enumerate(self._sources) for c in s.connections}
 
     @property
@@ -81,6 +67,11 @@ class MergedStorage:
     def connections(self) -> tuple[Connection, ...]:
         """Every connection of every file; ids are unique across files."""
         return self._connections
+
+    @property
+    def definitions(self) -> list[TypeDefinition]:
+        """Message definitions embedded in the files, in file order."""
+        return self._definitions
 
     def messages(
         self,
@@ -100,18 +91,19 @@ class MergedStorage:
             return streams[0]
         return heapq.merge(*streams, key=attrgetter("log_time_ns"))
 
-    def deserialize(
-        self, data: bytes | memoryview, msgtype: str, serialization: Serialization
-    ) -> object:
-        """Decode one payload to a rosbags message object (raises UnknownTypeError)."""
-        return self._types.deserialize(data, msgtype, serialization, topic=self._topic(msgtype))
-
-    def _topic(self, msgtype: str) -> str | None:
-        return next((c.topic for c in self._connections if c.msgtype == msgtype), None)
-
-    def starts_with_header(self, msgtype: str) -> bool:
-        """Whether the type's first field is a ``std_msgs/msg/Header`` (stamp at bytes 4..12)."""
-        return self._types.starts_with_header(msgtype, self._serializations)
+    def times(
+        self,
+        connections: Iterable[Connection] | None = None,
+        *,
+        ends_only: bool = False,
+        progress: Progress = None,
+    ) -> TimesById:
+        """Log times per connection id from every file (ids are unique across files)."""
+        ids = None if connections is None else frozenset(c.id for c in connections)
+        out: TimesById = {}
+        for source in self._sources:
+            out.update(source.times(ids, ends_only=ends_only, progress=progress))
+        return out
 
     def close(self) -> None:
         """Release every file."""

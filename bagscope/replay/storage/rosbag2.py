@@ -16,16 +16,22 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from bagscope.replay.errors import LogOpenError
-from bagscope.replay.storage.base import Connection, RawMessage, StorageInfo
+from bagscope.replay.storage.base import (
+    Connection,
+    RawMessage,
+    StorageInfo,
+    TypeDefinition,
+    normalize_msgtype,
+    times_by_reading,
+)
 from bagscope.replay.storage.detect import file_kind
 from bagscope.replay.storage.mcapfile import McapFile
-from bagscope.replay.storage.msgtypes import normalize_msgtype
 from bagscope.replay.storage.sqlite import SqliteFile
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from bagscope.replay.storage.msgtypes import TypeDefinition
+    from bagscope.replay.storage.base import Progress, TimesById
 
 
 def _load_metadata(path: Path) -> dict[str, Any]:
@@ -166,6 +172,13 @@ class Rosbag2Dir:
         else:
             for m in stream:
                 yield RawMessage(mapping[m.connection.id], m.log_time_ns, m.data)
+
+    def times(
+        self, ids: frozenset[int] | None, *, ends_only: bool, progress: Progress
+    ) -> TimesById:
+        """Log times per connection (see :meth:`Source.times`)."""
+        del ends_only  # the whole scan is what there is for now
+        return times_by_reading(self, ids, progress=progress)
 
     def close(self) -> None:
         """Close every file."""

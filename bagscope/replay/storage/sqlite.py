@@ -14,12 +14,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bagscope.replay.errors import LogOpenError
-from bagscope.replay.storage.base import Connection, RawMessage, StorageInfo
-from bagscope.replay.storage.msgtypes import TypeDefinition, normalize_msgtype
+from bagscope.replay.storage.base import (
+    Connection,
+    RawMessage,
+    StorageInfo,
+    TypeDefinition,
+    normalize_msgtype,
+    times_by_reading,
+)
 from bagscope.replay.storage.recovery import span_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from bagscope.replay.storage.base import Progress, TimesById
 
 # Rows per fetch: payloads are megabytes each, so a large batch would dominate peak memory.
 _BATCH = 8
@@ -213,6 +221,13 @@ class SqliteFile:
                     "SELECT data FROM messages WHERE id = ?", (rid,)
                 ).fetchone()
                 yield RawMessage(local[tid], t, data)
+
+    def times(
+        self, ids: frozenset[int] | None, *, ends_only: bool, progress: Progress
+    ) -> TimesById:
+        """Log times per connection (see :meth:`Source.times`)."""
+        del ends_only  # the whole scan is what there is for now
+        return times_by_reading(self, ids, progress=progress)
 
     def close(self) -> None:
         """Close the database (and drop the recovery copy)."""

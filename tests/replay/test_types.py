@@ -11,7 +11,8 @@ from rosbags.rosbag2 import Writer as Writer2
 from rosbags.typesys import Stores, get_typestore
 
 from bagscope.replay.errors import ReplayError, UnknownTypeError
-from bagscope.replay.storage import header_stamp_ns, open_storage
+from bagscope.replay.log import open_log
+from bagscope.replay.storage import header_stamp_ns
 
 from .conftest import CAMERA, LIDAR, TF, Sample
 
@@ -126,46 +127,45 @@ def _write_test_msgs(root: Path) -> Path:
 
 
 def test_unknown_type_fails_only_on_deserialize(tmp_path: Path) -> None:
-    storage = open_storage([_without_definitions(tmp_path)])
-    assert storage.info.message_count == 7  # metadata and raw messages need no definitions
-    first = next(iter(storage.messages()))
+    log = open_log(_without_definitions(tmp_path))
+    assert log.storage.info.message_count == 7  # metadata and raw messages need no definitions
+    first = next(log.messages())
     conn = first.connection
     with pytest.raises(UnknownTypeError) as err:
-        storage.deserialize(first.data, conn.msgtype, conn.serialization)
+        _ = first.payload
     text = str(err.value)
     assert f"'{conn.msgtype}' on {conn.topic}" in text
     assert "'humble' typestore" in text
     assert "--msg-path" in text
-    assert not storage.starts_with_header(conn.msgtype)
+    assert not log.types.starts_with_header(conn.msgtype, conn.serialization)
+    assert first.header_stamp_ns is None
 
 
 def test_msg_path_supplies_missing_definitions(tmp_path: Path) -> None:
     bag = _without_definitions(tmp_path)
     msgs = _write_test_msgs(tmp_path / "defs")
-    storage = open_storage([bag], msg_paths=[msgs])
+    log = open_log(bag, msg_paths=[msgs])
     # the real bag with its embedded definitions decodes the same values
-    reference = open_storage([CDR_TEST])
-    got = list(storage.messages())
+    reference = open_log(CDR_TEST)
+    got = list(log.messages())
     want = list(reference.messages())
     assert len(got) == len(want) == 7
     for mine, theirs in zip(got, want, strict=True):
-        conn = mine.connection
-        a = storage.deserialize(mine.data, conn.msgtype, conn.serialization)
-        b = reference.deserialize(theirs.data, conn.msgtype, conn.serialization)
+        a, b = mine.payload, theirs.payload
         assert repr(a).replace("usertypes", "") == repr(b).replace("usertypes", "")
-    arrays = next(m for m in got if m.connection.topic == "/array_topic")
-    decoded = storage.deserialize(arrays.data, "test_msgs/msg/Arrays", "cdr")
+    arrays = next(m for m in got if m.topic == "/array_topic")
+    decoded = log.types.deserialize(arrays.data, "test_msgs/msg/Arrays", "cdr")
     assert list(decoded.string_values_default) == ["", "max value", "min value"]  # type: ignore[attr-defined]
     assert decoded.bool_values.tolist() == [True, False, True]  # type: ignore[attr-defined]
 
 
 def test_typestore_names(tmp_path: Path, logs: dict[str, Path]) -> None:
     with pytest.raises(ReplayError, match=r"unknown typestore 'rolling'.*noetic.*humble"):
-        open_storage([logs["ros2_mcap"]], typestore="rolling")
+        open_log(logs["ros2_mcap"], typestore="rolling")
     for name in ("jazzy", "ros2_iron", "ROS2_FOXY", "noetic"):
-        assert open_storage([logs["ros2_mcap"]], typestore=name).info.message_count == 26
+        assert open_log(logs["ros2_mcap"], typestore=name).storage.info.message_count == 26
     with pytest.raises(ReplayError, match="not a directory"):
-        open_storage([logs["ros2_mcap"]], msg_paths=[tmp_path / "nowhere"])
+        open_log(logs["ros2_mcap"], msg_paths=[tmp_path / "nowhere"])
 
 
 def test_fallback_typestore_for_a_log_without_definitions(tmp_path: Path) -> None:
@@ -178,25 +178,29 @@ def test_fallback_typestore_for_a_log_without_definitions(tmp_path: Path) -> Non
         writer.write(conn, 42, raw)
     with sqlite3.connect(next(path.glob("*.db3"))) as db:
         db.execute("DELETE FROM message_definitions")
-    storage = open_storage([path], typestore="jazzy")
-    msg = next(iter(storage.messages()))
-    assert storage.deserialize(msg.data, "std_msgs/msg/String", "cdr").data == "hi"  # type: ignore[attr-defined]
-    assert storage.info.start_ns == storage.info.end_ns == 42
+    log = open_log(path, typestore="jazzy")
+    msg = next(log.messages())
+    assert msg.payload.data == "hi"  # type: ignore[attr-defined]
+    assert log.storage.info.start_ns == log.storage.info.end_ns == 42
 
 
 @pytest.mark.parametrize("name", ["ros1_lz4", "ros2_mcap", "ros2_sqlite3", "ros1_mcap"])
 def test_header_stamps_without_decoding(
     logs: dict[str, Path], samples: list[Sample], name: str
 ) -> None:
-    storage = open_storage([logs[name]])
-    assert storage.starts_with_header("sensor_msgs/msg/PointCloud2")
-    assert storage.starts_with_header("sensor_msgs/msg/CompressedImage")
-    assert not storage.starts_with_header("tf2_msgs/msg/TFMessage")
-    assert not storage.starts_with_header("no_such/msg/Type")
+    log = open_log(logs[name])
+    serialization = log.connections()[0].serialization
+    assert log.types.starts_with_header("sensor_msgs/msg/PointCloud2", serialization)
+    assert log.types.starts_with_header("sensor_msgs/msg/CompressedImage", serialization)
+    assert not log.types.starts_with_header("tf2_msgs/msg/TFMessage", serialization)
+    assert not log.types.starts_with_header("no_such/msg/Type", serialization)
     stamps = {
         m.log_time_ns: header_stamp_ns(m.data, m.connection.serialization)
-        for m in storage.messages()
+        for m in log.storage.messages()
         if m.connection.topic in (LIDAR, CAMERA)
+    }
+    assert stamps == {
+        m.log_time_ns: m.header_stamp_ns for m in log.messages(topics=[LIDAR, CAMERA])
     }
     assert stamps == {s.log_time_ns: s.stamp_ns for s in samples if s.topic != TF}
 

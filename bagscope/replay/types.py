@@ -1,4 +1,4 @@
-"""Message definitions: from the log first, then a named typestore, then the user's files.
+"""The message type system: from the log first, then a named typestore, then the user's files.
 
 Definitions embedded in a log describe exactly what was recorded, so they win. Logs that carry
 none (pre-Jazzy ``.db3``) fall back to a rosbags typestore chosen by name, extended with the
@@ -9,9 +9,8 @@ its metadata never pays for parsing definitions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rosbags.typesys import (
     Stores,
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 
     from rosbags.typesys.store import Typestore
 
-    from bagscope.replay.storage.base import Serialization
+    from bagscope.replay.storage.base import Serialization, TypeDefinition
 
     Typesdict = dict[str, tuple[list[object], list[tuple[str, tuple[object, object]]]]]
 
@@ -48,24 +47,6 @@ STORE_NAMES: Mapping[str, Stores] = {
     "latest": Stores.LATEST,
 }
 DEFAULT_STORES: Mapping[Serialization, str] = {"cdr": "humble", "ros1": "noetic"}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TypeDefinition:
-    """A message definition as a log stores it."""
-
-    msgtype: str  # normalised "pkg/msg/Name"
-    text: str
-    encoding: Literal["msg", "idl"]  # ROS1 and ros2msg texts both parse as "msg"
-    serialization: Serialization
-
-
-def normalize_msgtype(name: str) -> str:
-    """``pkg/Name`` (ROS1) or ``pkg/msg/Name`` -> ``pkg/msg/Name``."""
-    path = PurePosixPath(name)
-    if path.parent.name not in ("msg", "action", "srv"):
-        path = path.parent / "msg" / path.name
-    return str(path)
 
 
 def resolve_store(name: str) -> tuple[str, Stores]:
@@ -137,12 +118,14 @@ class MessageTypes:
         self._log_stores: dict[Serialization, Typestore] = {}
         self._base_stores: dict[Serialization, Typestore] = {}
         self._resolved: dict[tuple[str, Serialization], Typestore | None] = {}
+        self._header_first: dict[tuple[str, Serialization], bool] = {}
 
     def add_definitions(self, definitions: Iterable[TypeDefinition]) -> None:
         """Add definitions found in the log (before the first decode)."""
         self._definitions.extend(definitions)
         self._log_stores.clear()
         self._resolved.clear()
+        self._header_first.clear()
 
     def store_name(self, serialization: Serialization) -> str:
         """The fallback typestore's short name for this serialization."""
@@ -223,14 +206,20 @@ class MessageTypes:
             msg = f"cannot decode {msgtype!r}{where} ({serialization}): {err}"
             raise DecodeError(msg) from err
 
-    def starts_with_header(self, msgtype: str, serializations: Iterable[Serialization]) -> bool:
-        """Whether the first field of ``msgtype`` is a ``std_msgs/msg/Header``."""
-        for serialization in serializations:
+    def starts_with_header(self, msgtype: str, serialization: Serialization) -> bool:
+        """Whether the first field of ``msgtype`` is a ``std_msgs/msg/Header``.
+
+        Then ``header.stamp`` sits at payload bytes 4..12 in both CDR and ROS1 encodings, so
+        stamps can be read with :func:`bagscope.replay.storage.stamps.header_stamp_ns` without
+        decoding the message.
+        """
+        key = (msgtype, serialization)
+        known = self._header_first.get(key)
+        if known is None:
             store = self.store_for(msgtype, serialization)
-            if store is not None:
-                fields = store.fielddefs[msgtype][1]
-                return bool(fields) and fields[0][1][1] == HEADER
-        return False
+            fields = store.fielddefs[msgtype][1] if store is not None else []
+            known = self._header_first[key] = bool(fields) and fields[0][1][1] == HEADER
+        return known
 
 
 def _register(store: Typestore, types: Typesdict) -> None:
