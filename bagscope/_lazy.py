@@ -1,6 +1,7 @@
 """Lazy package attributes: a name is imported from its module the first time it is used.
 
-Keeps ``import bagscope`` (and so the CLI's start-up) from pulling in the reading stack.
+Keeps ``import bagscope`` (and so the CLI's start-up) from pulling in the reading stack, while
+``dir()`` and tab completion still show every name a user can type.
 """
 
 from __future__ import annotations
@@ -22,3 +23,12 @@ def lazy_getattr(package: str, names: Mapping[str, str]) -> Callable[[str], Any]
         raise AttributeError(msg)
 
     return resolve
+
+
+def lazy_dir(namespace: Mapping[str, Any], names: Mapping[str, str]) -> Callable[[], list[str]]:
+    """A module-level ``__dir__`` listing the lazy names beside those already defined."""
+
+    def listing() -> list[str]:
+        return sorted({*namespace, *names})
+
+    return listing

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bagscope._lazy import lazy_getattr
+from bagscope._lazy import lazy_dir, lazy_getattr
 
 __all__ = ["Frame", "Log", "LogInfo", "Message", "TopicInfo", "open_log"]
 
@@ -28,3 +28,4 @@ _LAZY = {
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
+__dir__ = lazy_dir(globals(), _LAZY)

@@ -226,16 +226,18 @@ class FrameStream:
         stamps = self._stamps
         build = self._frame
         try:
-            for msg in self._read([*self._recorded, *sorted(info_topics)]):
-                i = index.get(msg.topic)
-                if i is None:
+            for msg in self._read(sorted({*self._recorded, *info_topics})):
+                topic = msg.topic
+                i = index.get(topic)
+                if i is not None:
+                    counts[i] += 1
+                if topic in info_topics:  # may be synced too: then it is also a member
                     try:
-                        latest_info[msg.topic] = msg.decode()  # type: ignore[assignment]
+                        latest_info[topic] = msg.decode()  # type: ignore[assignment]
                     except DecodeError as err:
-                        self._count_error(msg.topic, err)
-                    continue
-                counts[i] += 1
-                if checked[i] and not self._decodes(msg, policy_topics[i]):
+                        self._count_error(policy_topics[i] if i is not None else topic, err)
+                        continue
+                if i is None or (checked[i] and not self._decodes(msg, policy_topics[i])):
                     continue
                 stamp = msg.stamp_ns("header" if by_header[i] else "log")
                 stamps[i].append(stamp)

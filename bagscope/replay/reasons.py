@@ -146,7 +146,7 @@ def _policy_reasons(
                     f"apart, wider than the slop {format_duration(policy.max_interval)}"
                 )
     for topic in topics:
-        lost = stats.dropped.get(topic, 0)
+        lost = policy.dropped.get(topic, 0)  # the policy's own losses: overflows (see below)
         # A nearest reference is dropped for want of a partner (said above), not overflow.
         overflow = not isinstance(policy, NearestSync) or topic != ref
         if overflow and lost > _MOST * stats.messages.get(topic, 0):

@@ -151,6 +151,7 @@ class _DynamicEdge:
     _pending_t: list[int] = field(default_factory=list)
     _pending_xyz: list[tuple[float, float, float]] = field(default_factory=list)
     _pending_q: list[tuple[float, float, float, float]] = field(default_factory=list)
+    _constant: bool | None = None  # every sample equal; None: not computed since the last merge
 
     def append(
         self,
@@ -173,9 +174,21 @@ class _DynamicEdge:
         n = self._n
         return self._stamps[:n], self._xyz[:n], self._quat[:n]
 
+    @property
+    def constant(self) -> bool:
+        """Whether two or more samples all hold the same transform: a fixed mount that a
+        driver publishes on ``/tf`` (one sample alone says nothing about other times)."""
+        self._merge()
+        if self._constant is None:
+            _, xyz, quat = self.arrays()
+            same = (xyz == xyz[0]).all() and (quat == quat[0]).all()
+            self._constant = bool(xyz.shape[0] >= 2 and same)
+        return self._constant
+
     def _merge(self) -> None:
         if not self._pending_t:
             return
+        self._constant = None
         t_new = np.asarray(self._pending_t, dtype=np.int64)
         xyz_new = np.asarray(self._pending_xyz, dtype=np.float64).reshape(-1, 3)
         q_new = np.asarray(self._pending_q, dtype=np.float64).reshape(-1, 4)
@@ -229,6 +242,7 @@ class TransformBuffer:
     ``tolerance_ns`` is how far a lookup may fall outside a dynamic edge's sampled range and
     still be answered with the nearest sample: sensors are often stamped a few milliseconds
     before the first or after the last TF message, and refusing those would drop real frames.
+    An edge whose samples never change (a mount published on ``/tf``) holds at all times.
     """
 
     def __init__(self, *, tolerance_ns: int = 50_000_000) -> None:
@@ -497,7 +511,10 @@ class TransformBuffer:
         return rigid(translation, rotation)
 
     def _check_range(self, edge: _DynamicEdge, stamps: IntArray, times: IntArray) -> None:
-        if times.size == 0:
+        # A transform that never changes (a sensor mount some drivers publish on /tf rather
+        # than /tf_static) is the same before its first sample and after its last: holding it
+        # is exact, where tf2 would refuse to extrapolate.
+        if times.size == 0 or edge.constant:
             return
         first, last = int(stamps[0]), int(stamps[-1])
         t_min, t_max = int(times.min()), int(times.max())

@@ -155,11 +155,11 @@ def test_organized_cloud_with_row_padding() -> None:
     assert xyz.flags.c_contiguous
     assert cloud.xyz is xyz  # computed once
     np.testing.assert_array_equal(xyz[7], [7, 70, 700])  # row-major: row 1, column 3
-    mask = cloud.finite_mask()
+    mask = cloud.finite_mask
     assert mask.sum() == 11
     assert not mask[5]
-    assert cloud.xyz_finite().shape == (11, 3)
-    assert np.isfinite(cloud.xyz_finite()).all()
+    assert cloud.xyz_finite.shape == (11, 3)
+    assert np.isfinite(cloud.xyz_finite).all()
 
 
 def test_xyz_keeps_float64_and_reads_big_endian() -> None:
@@ -215,7 +215,7 @@ def test_empty_cloud() -> None:
     cloud = decode_pointcloud(TS.deserialize_cdr(TS.serialize_cdr(msg, PC2), PC2))
     assert len(cloud) == 0
     assert cloud.xyz.shape == (0, 3)
-    assert cloud.xyz_finite().shape == (0, 3)
+    assert cloud.xyz_finite.shape == (0, 3)
 
 
 XYZ = [("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1)]

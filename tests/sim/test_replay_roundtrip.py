@@ -42,7 +42,7 @@ def test_simulated_log_replays_as_frames(sim_logs: dict[str, Path], fmt: str) ->
         assert image.pixels.shape == (180, 320, 3)
         # Lidar points in front of the camera project into the image through TF + CameraInfo.
         assert frame.tf is not None
-        xyz = frame.tf.transform_points(cloud.xyz_finite(), target="camera_optical", source="lidar")
+        xyz = frame.tf.transform_points(cloud.xyz_finite, target="camera_optical", source="lidar")
         pixels, valid = model.project(xyz)
         assert valid.sum() > 100
         assert np.all((pixels[valid] >= 0) & (pixels[valid] < (320, 180)))

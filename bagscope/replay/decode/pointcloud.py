@@ -93,7 +93,7 @@ class PointCloud:
         this is a strided *view* over the message bytes: touching the coordinates of a 2 MB
         sweep then costs no copy at all. Other layouts (gaps, big-endian, mixed types) get one
         contiguous copy. NaNs are kept (organized clouds use them for "no return"); filter with
-        :meth:`xyz_finite`. Computed once and cached.
+        :attr:`xyz_finite`. Computed once and cached.
         """
         if self._xyz is None:
             x, y, z = (self.field(n) for n in ("x", "y", "z"))
@@ -136,6 +136,7 @@ class PointCloud:
         out.flags.writeable = False
         return out
 
+    @property
     def finite_mask(self) -> NDArray[np.bool_]:
         """``(N,)`` True where all of x, y, z are finite."""
         xyz = self.xyz
@@ -145,9 +146,10 @@ class PointCloud:
         mask &= np.isfinite(xyz[:, 2])
         return mask
 
+    @property
     def xyz_finite(self) -> NDArray[np.floating[Any]]:
         """``xyz`` without the points that have a NaN or inf coordinate (no copy when none do)."""
-        mask = self.finite_mask()
+        mask = self.finite_mask
         if mask.all():
             return self.xyz
         return np.compress(mask, self.xyz, axis=0)  # several times faster than xyz[mask]
