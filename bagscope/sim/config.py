@@ -2,7 +2,8 @@
 
 These records are the only thing the world/sensor side and the bag-writing side of the
 simulator share, so they are plain frozen values that can be built, compared and printed from a
-notebook. :func:`make_scenario` is the one place defaults live: the default camera is 480×270
+notebook. :func:`make_scenario` is the one place defaults are applied (their values sit in
+:mod:`bagscope.sim.choices`, where ``--help`` can show them): the default camera is 480×270
 because that is what keeps the default drive (64-beam lidar at 10 Hz, one camera at 30 Hz, JPEG
 encoding included) faster than real time on a 2-core laptop: per simulated second that is ten
 sweeps (~0.6 core-s) and thirty frames (~0.9 core-s at 480×270, ~1.35 at 640×360) plus writing
@@ -19,6 +20,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bagscope.replay.rotation import rpy_to_matrix
+from bagscope.sim.choices import (
+    ALLOWED_BEAMS,
+    DEFAULT_BEAMS,
+    DEFAULT_CAMERA_SIZE,
+    DEFAULT_DURATION_NS,
+    DEFAULT_SEED,
+    SCENARIOS,
+)
 from bagscope.sim.errors import SimError
 
 if TYPE_CHECKING:
@@ -35,9 +44,6 @@ __all__ = [
     "make_scenario",
 ]
 
-
-ALLOWED_BEAMS: tuple[int, ...] = (16, 32, 64, 128)
-SCENARIOS: tuple[str, ...] = ("urban", "highway", "parking")
 
 # (length, width, height) in metres of typical real objects (KITTI/nuScenes-like averages), so
 # a detector evaluated on simulated data sees plausible box shapes.
@@ -90,7 +96,7 @@ class LidarSpec:
 
     topic: str = "/lidar/points"
     frame_id: str = "lidar"
-    beams: int = 64
+    beams: int = DEFAULT_BEAMS
     vfov_deg: tuple[float, float] = (-25.0, 15.0)
     # 1024 columns x 64 beams = 65,536 points per sweep, an Ouster OS-64's default mode; it also
     # keeps the default drive within two cores' budget (1800 columns cost ~40% more lidar time).
@@ -123,8 +129,8 @@ class CameraSpec:
     name: str = "front"
     topic_prefix: str = "/camera"
     frame_id: str = "camera_optical"
-    width: int = 480
-    height: int = 270
+    width: int = DEFAULT_CAMERA_SIZE[0]
+    height: int = DEFAULT_CAMERA_SIZE[1]
     rate_hz: float = 30.0
     hfov_deg: float = 90.0
     distortion: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
@@ -191,8 +197,8 @@ def _extra_cameras(front: CameraSpec) -> tuple[CameraSpec, ...]:
 def make_scenario(
     name: str,
     *,
-    seed: int = 0,
-    duration_ns: int = 20_000_000_000,
+    seed: int = DEFAULT_SEED,
+    duration_ns: int = DEFAULT_DURATION_NS,
     beams: int | None = None,
     camera_size: tuple[int, int] | None = None,
     camera_rate_hz: float | None = None,
@@ -202,28 +208,28 @@ def make_scenario(
     """The scenario ``name`` with defaults a user can override one knob at a time."""
     if name not in SCENARIOS:
         msg = f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}"
-        raise SimError(msg)
+        raise SimError(msg, parameter="scenario")
     if duration_ns <= 0:
         msg = f"duration must be positive, got {duration_ns} ns"
-        raise SimError(msg)
+        raise SimError(msg, parameter="duration_ns")
     lidar = LidarSpec()
     if beams is not None:
         if beams not in ALLOWED_BEAMS:
             choices = ", ".join(str(b) for b in ALLOWED_BEAMS)
             msg = f"unsupported lidar beam count {beams}; choose one of {choices}"
-            raise SimError(msg)
+            raise SimError(msg, parameter="beams")
         lidar = replace(lidar, beams=beams)
     camera = CameraSpec(compressed=not raw_images)
     if camera_size is not None:
         width, height = camera_size
         if width < 16 or height < 16 or width > 8192 or height > 8192:
             msg = f"camera size must be between 16 and 8192 pixels a side, got {width}x{height}"
-            raise SimError(msg)
+            raise SimError(msg, parameter="camera_size")
         camera = replace(camera, width=int(width), height=int(height))
     if camera_rate_hz is not None:
         if not camera_rate_hz > 0:
             msg = f"camera rate must be positive, got {camera_rate_hz} Hz"
-            raise SimError(msg)
+            raise SimError(msg, parameter="camera_rate_hz")
         camera = replace(camera, rate_hz=float(camera_rate_hz))
     cameras = (camera, *_extra_cameras(camera)) if extra_cameras else (camera,)
     return Scenario(name=name, seed=seed, duration_ns=duration_ns, lidar=lidar, cameras=cameras)

@@ -24,6 +24,14 @@ import numpy as np
 
 from bagscope.replay.errors import DurationError
 from bagscope.replay.timeparse import parse_duration as replay_duration
+from bagscope.sim.choices import (
+    DURATION_KINDS,
+    FAULT_KINDS,
+    PROBABILITY_KINDS,
+    TOPICLESS_KINDS,
+    WINDOW_KINDS,
+    fault_syntax,
+)
 from bagscope.sim.errors import SimError
 
 if TYPE_CHECKING:
@@ -41,11 +49,6 @@ __all__ = [
     "parse_duration",
     "parse_faults",
 ]
-
-PROBABILITY_KINDS = ("drop", "duplicate", "reorder", "corrupt")
-WINDOW_KINDS = ("outage", "stale_tf")
-DURATION_KINDS = ("delay", "jitter", "clock_offset")
-FAULT_KINDS: tuple[str, ...] = (*PROBABILITY_KINDS, *WINDOW_KINDS, *DURATION_KINDS)
 
 # Only payloads with an internal size to disagree with can be corrupted meaningfully.
 CORRUPTIBLE_TYPES = frozenset(
@@ -65,13 +68,16 @@ LATENCY_MAX_NS = 4_500_000
 LATENCY_NOISE_NS = 500_000
 
 
-def parse_duration(text: str, *, what: str = "duration") -> int:
-    """``'1.5s'``, ``'40ms'``, ``'-80ms'`` -> int ns, spelled as everywhere else in bagscope."""
+def parse_duration(text: str, *, what: str = "duration", parameter: str | None = None) -> int:
+    """``'1.5s'``, ``'40ms'``, ``'-80ms'`` -> int ns, spelled as everywhere else in bagscope.
+
+    ``parameter`` is the argument the text came from, for :attr:`SimError.parameter`.
+    """
     try:
         return replay_duration(text)
     except DurationError as err:
         msg = f"bad {what}: {err}"
-        raise SimError(msg) from err
+        raise SimError(msg, parameter=parameter) from err
 
 
 def _parse_probability(text: str, item: str) -> float:
@@ -81,7 +87,7 @@ def _parse_probability(text: str, item: str) -> float:
         value = Decimal(-1)
     if not value.is_finite() or not Decimal(0) <= value <= Decimal(1):
         msg = f"bad fault {item!r}: probability must be a number in [0, 1], got {text!r}"
-        raise SimError(msg)
+        raise SimError(msg, parameter="faults")
     return float(value)
 
 
@@ -89,12 +95,12 @@ def _parse_window(text: str, item: str) -> tuple[int, int]:
     start, plus, length = text.partition("+")
     if not plus:
         msg = f"bad fault {item!r}: window must be START+LENGTH, e.g. 12s+1.5s"
-        raise SimError(msg)
-    start_ns = parse_duration(start, what=f"window start in {item!r}")
-    length_ns = parse_duration(length, what=f"window length in {item!r}")
+        raise SimError(msg, parameter="faults")
+    start_ns = parse_duration(start, what=f"window start in {item!r}", parameter="faults")
+    length_ns = parse_duration(length, what=f"window length in {item!r}", parameter="faults")
     if start_ns < 0 or length_ns <= 0:
         msg = f"bad fault {item!r}: window needs START >= 0 and LENGTH > 0"
-        raise SimError(msg)
+        raise SimError(msg, parameter="faults")
     return start_ns, length_ns
 
 
@@ -131,29 +137,30 @@ def _parse_item(item: str) -> Fault:
     kind, colon, rest = item.partition(":")
     kind = kind.strip()
     if not colon:
-        msg = f"bad fault {item!r}: expected KIND:TOPIC=VALUE (or stale_tf:START+LENGTH)"
-        raise SimError(msg)
+        topicless = " or ".join(fault_syntax(k) for k in TOPICLESS_KINDS)
+        msg = f"bad fault {item!r}: expected KIND:TOPIC=VALUE (or {topicless})"
+        raise SimError(msg, parameter="faults")
     if kind not in FAULT_KINDS:
         msg = f"unknown fault kind {kind!r} in {item!r}; choose one of {', '.join(FAULT_KINDS)}"
-        raise SimError(msg)
-    if kind == "stale_tf":
+        raise SimError(msg, parameter="faults")
+    if kind in TOPICLESS_KINDS:
         start_ns, length_ns = _parse_window(rest, item)
         return Fault(kind=kind, topic=TF_TOPIC, text=item, start_ns=start_ns, length_ns=length_ns)
     topic, equals, value = rest.partition("=")
     topic = topic.strip()
     if not equals or not topic.startswith("/") or not value.strip():
         msg = f"bad fault {item!r}: expected {kind}:/TOPIC=VALUE"
-        raise SimError(msg)
+        raise SimError(msg, parameter="faults")
     if kind in PROBABILITY_KINDS:
         probability = _parse_probability(value, item)
         return Fault(kind=kind, topic=topic, text=item, probability=probability)
     if kind == "outage":
         start_ns, length_ns = _parse_window(value, item)
         return Fault(kind=kind, topic=topic, text=item, start_ns=start_ns, length_ns=length_ns)
-    amount_ns = parse_duration(value, what=f"{kind} in {item!r}")
+    amount_ns = parse_duration(value, what=f"{kind} in {item!r}", parameter="faults")
     if kind != "clock_offset" and amount_ns < 0:
         msg = f"bad fault {item!r}: {kind} cannot be negative"
-        raise SimError(msg)
+        raise SimError(msg, parameter="faults")
     return Fault(kind=kind, topic=topic, text=item, amount_ns=amount_ns)
 
 
@@ -173,7 +180,7 @@ def parse_faults(
         key = (fault.kind, fault.topic)
         if fault.kind in DURATION_KINDS and key in seen:
             msg = f"fault {fault.kind} given twice for {fault.topic}: give one value"
-            raise SimError(msg)
+            raise SimError(msg, parameter="faults")
         seen.add(key)
         if topics is not None:
             _check_topic(fault, topics)
@@ -182,7 +189,7 @@ def parse_faults(
                 f"fault {fault.text!r} starts at {fault.start_ns / 1e9:g} s, after the "
                 f"{duration_ns / 1e9:g} s drive ends"
             )
-            raise SimError(msg)
+            raise SimError(msg, parameter="faults")
     return faults
 
 
@@ -190,10 +197,10 @@ def _check_topic(fault: Fault, topics: Mapping[str, str]) -> None:
     if fault.topic not in topics:
         msg = f"fault {fault.text!r}: no topic {fault.topic} in this drive; topics: "
         msg += ", ".join(sorted(topics))
-        raise SimError(msg)
+        raise SimError(msg, parameter="faults")
     if fault.kind == "corrupt" and topics[fault.topic] not in CORRUPTIBLE_TYPES:
         msg = f"fault {fault.text!r}: only point cloud and image topics can be corrupted"
-        raise SimError(msg)
+        raise SimError(msg, parameter="faults")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,14 +11,20 @@ pool (``workers=0``) writes byte-identical logs.
 Workers are forked on Linux: a spawned worker would spend seconds importing Open3D, which on a
 short drive is more than the drive itself. The fork happens before this process casts any ray
 if the caller has not, and Open3D's TBB pool copes with being forked after use as well.
+
+Ctrl-C in a terminal interrupts the whole process group. Workers ignore it: the parent owns the
+interrupt and stops them itself (cancelling what is queued), whereas a worker killed by it
+prints a traceback and leaves the pool broken, which can hang the parent's shutdown.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 import zlib
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +36,7 @@ from bagscope.sim.messages import BoxTruth, encode_jpeg, pack_points
 from bagscope.sim.tracks import ACTOR_ID_BASE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from bagscope.sim.config import Scenario
     from bagscope.sim.world import World
@@ -102,6 +108,30 @@ _WORKER: Sensors | None = None
 def _init_worker(sensors: Sensors) -> None:
     global _WORKER  # noqa: PLW0603 - one Sensors per worker process, set once at start
     _WORKER = sensors
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # held back by _sigint_held until now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _started() -> None:
+    """The first job: submitting it is what starts the workers."""
+
+
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C back from this thread while it starts workers.
+
+    A child inherits the signal mask, so no worker can take the interrupt before its
+    initializer has set it to be ignored; here the interrupt arrives as soon as this ends.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _sweep_job(stamp_ns: int) -> SweepData:
@@ -124,6 +154,7 @@ class SensorPool:
     def __init__(self, sensors: Sensors, *, workers: int) -> None:
         self._sensors = sensors
         self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
         if workers > 0:
             self._pool = ProcessPoolExecutor(
                 max_workers=workers,
@@ -131,6 +162,12 @@ class SensorPool:
                 initializer=_init_worker,
                 initargs=(sensors,),
             )
+            try:
+                with _sigint_held():
+                    self._pool.submit(_started)
+            except BaseException:
+                self.close()
+                raise
 
     def sweep(self, stamp_ns: int) -> Future[SweepData]:
         if self._pool is None:
@@ -143,8 +180,9 @@ class SensorPool:
         return self._pool.submit(_frame_job, camera, stamp_ns)
 
     def close(self) -> None:
-        """Stop the workers; pending work is cancelled (used when the run fails)."""
-        if self._pool is not None:
+        """Stop the workers; pending work is cancelled (a second call does nothing)."""
+        if self._pool is not None and not self._closed:
+            self._closed = True
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bagscope.sim import camera as sim_camera
+from bagscope.sim.choices import DEFAULT_DURATION_NS, DEFAULT_SCENARIO, DEFAULT_SEED
 from bagscope.sim.config import Scenario, make_scenario
 from bagscope.sim.faults import (
     LATENCY_NOISE_NS,
@@ -39,9 +40,9 @@ from bagscope.sim.messages import (
     MessageEncoder,
 )
 from bagscope.sim.sensors import SensorPool, Sensors
-from bagscope.sim.truth import write_truth
+from bagscope.sim.truth import truth_json, truth_path
 from bagscope.sim.world import build_world
-from bagscope.sim.writer import LogWriter, check_output_path
+from bagscope.sim.writer import LogWriter, check_output_path, format_for_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -314,10 +315,10 @@ def _tick_topics(sensor: str, scenario: Scenario) -> tuple[str, ...]:
 def simulate(
     out: Path | str,
     *,
-    fmt: str = "mcap",
-    scenario: str | Scenario = "urban",
-    duration_ns: int = 20_000_000_000,
-    seed: int = 0,
+    fmt: str | None = None,
+    scenario: str | Scenario = DEFAULT_SCENARIO,
+    duration_ns: int = DEFAULT_DURATION_NS,
+    seed: int = DEFAULT_SEED,
     faults: str | None = None,
     camera_size: tuple[int, int] | None = None,
     beams: int | None = None,
@@ -327,15 +328,21 @@ def simulate(
     workers: int = 2,
     compress: bool = False,
 ) -> SimulationResult:
-    """Simulate ``scenario`` and write it to ``out`` (``.mcap``, ``.bag`` or a db3 directory).
+    """Simulate ``scenario`` and write it to ``out`` with its ``.truth.json`` sidecar.
 
-    A :class:`~bagscope.sim.config.Scenario` object is used as is (``duration_ns``, ``seed``,
-    ``camera_size``, ``beams`` and ``raw_images`` then come from it). ``progress`` receives
-    (simulated ns done, total ns). ``workers`` processes render sweeps and frames; ``workers=0``
-    renders them in the calling process (same bytes, slower).
+    ``fmt`` (``mcap``, ``db3`` or ``bag``) defaults to what ``out``'s name asks for, and the name
+    decides between one file and a rosbag2 directory: see
+    :func:`~bagscope.sim.writer.format_for_path`. A :class:`~bagscope.sim.config.Scenario`
+    object is used as is (``duration_ns``, ``seed``, ``camera_size``, ``beams`` and
+    ``raw_images`` then come from it). ``progress`` receives (simulated ns done, total ns).
+    ``workers`` processes render sweeps and frames; ``workers=0`` renders them in the calling
+    process (same bytes, slower). Errors name the argument at fault in
+    :attr:`SimError.parameter <bagscope.sim.errors.SimError.parameter>`.
     """
     wall_start = time.perf_counter()
     out = Path(out)
+    if fmt is None:
+        fmt = format_for_path(out)
     if isinstance(scenario, str):
         scenario = make_scenario(
             scenario,
@@ -350,6 +357,11 @@ def simulate(
     parsed = parse_faults(faults or "", topics=topics, duration_ns=scenario.duration_ns)
     injector = FaultInjector(parsed, seed=scenario.seed, start_ns=START_NS)
     encoder = MessageEncoder(ros1=fmt == "bag")
+    # rosbags compiles a type's (de)serializers with exec() on first use, and CPython ends the
+    # process by SIGINT, not exit 130, when Ctrl-C lands in exec()'d code however it is handled:
+    # compiling them all now keeps an interrupted drive a clean exit.
+    for msgtype in sorted(set(topics.values())):
+        encoder.typestore.get_msgdef(msgtype)
     generated = dict.fromkeys(topics, 0)
     drive = _Drive(scenario, encoder=encoder, workers=workers)
     try:
@@ -399,11 +411,46 @@ def simulate(
                     next_progress = offset + _PROGRESS_STEP_NS
             submit(injector.flush(not_before_ns=START_NS + scenario.duration_ns))
             drain(0)
+            drive.pool.close()  # before the commit, so nothing slow runs after the log is placed
+            writer.flush()
+            truth = _truth(
+                out,
+                fmt=fmt,
+                scenario=scenario,
+                drive=drive,
+                injector=injector,
+                generated=generated,
+                written=writer.counts,
+            )
+            writer.add_sidecar(truth_path(out), truth)
     finally:
         drive.pool.close()
     if progress is not None:
         progress(scenario.duration_ns, scenario.duration_ns)
-    truth = write_truth(
+    wall_s = time.perf_counter() - wall_start
+    return SimulationResult(
+        log_path=out,
+        truth_path=truth_path(out),
+        fmt=fmt,
+        message_counts=dict(writer.counts),
+        bytes_written=writer.bytes_written,
+        wall_s=wall_s,
+        sim_s=scenario.duration_ns / 1e9,
+    )
+
+
+def _truth(
+    out: Path,
+    *,
+    fmt: str,
+    scenario: Scenario,
+    drive: _Drive,
+    injector: FaultInjector,
+    generated: Mapping[str, int],
+    written: Mapping[str, int],
+) -> bytes:
+    topics = scenario_topics(scenario)
+    return truth_json(
         out,
         scenario=scenario,
         start_ns=START_NS,
@@ -413,7 +460,7 @@ def simulate(
                 "type": msgtype,
                 "rate_hz": drive.rates.get(topic),
                 "generated": generated[topic],
-                "written": writer.counts.get(topic, 0),
+                "written": written.get(topic, 0),
                 "latency_ns": injector.latency_ns(topic),
                 "latency_noise_ns": LATENCY_NOISE_NS,
             }
@@ -429,14 +476,4 @@ def simulate(
             "track_id": "detections[i].id (decimal string, stable over the drive)",
             "box": "detections[i].bbox: center pose and size (length, width, height) in m",
         },
-    )
-    wall_s = time.perf_counter() - wall_start
-    return SimulationResult(
-        log_path=out,
-        truth_path=truth,
-        fmt=fmt,
-        message_counts=dict(writer.counts),
-        bytes_written=writer.bytes_written,
-        wall_s=wall_s,
-        sim_s=scenario.duration_ns / 1e9,
     )

@@ -4,14 +4,14 @@ A log alone cannot say whether a gap is a fault or a bug in the reader; the side
 next to the log (``drive.mcap`` -> ``drive.mcap.truth.json``, db3 directory ``drive/`` ->
 ``drive.truth.json``) and lists the scenario, every sensor with its rate, resolution and
 extrinsics, each topic's transport latency, and every injected fault with its window, count and
-the true stamps of the messages it touched. It is written atomically (temp file + rename).
+the true stamps of the messages it touched. :func:`truth_json` only encodes it: the simulator
+hands the bytes to :meth:`~bagscope.sim.writer.LogWriter.add_sidecar`, which places them together
+with the log, so an interrupted run leaves neither.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from bagscope.sim.config import Mount, Scenario
     from bagscope.sim.faults import FaultRecord
 
-__all__ = ["TRUTH_VERSION", "read_truth", "scenario_json", "truth_path", "write_truth"]
+__all__ = ["TRUTH_VERSION", "read_truth", "scenario_json", "truth_json", "truth_path"]
 
 TRUTH_VERSION = 1
 
@@ -88,7 +88,7 @@ def scenario_json(scenario: Scenario, *, start_ns: int) -> dict[str, Any]:
     }
 
 
-def write_truth(
+def truth_json(
     log: Path,
     *,
     scenario: Scenario,
@@ -97,8 +97,8 @@ def write_truth(
     topics: Mapping[str, Mapping[str, Any]],
     faults: Iterable[FaultRecord],
     ground_truth: Mapping[str, Any],
-) -> Path:
-    """Write the sidecar of ``log`` atomically; returns its path."""
+) -> bytes:
+    """The sidecar of ``log`` as the bytes of its file (indented JSON, one trailing newline)."""
     document = {
         "version": TRUTH_VERSION,
         "log": Path(log).name,
@@ -108,17 +108,7 @@ def write_truth(
         "topics": {name: dict(info) for name, info in topics.items()},
         "faults": [record.to_json() for record in faults],
     }
-    path = truth_path(log)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=1)
-            stream.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return (json.dumps(document, indent=1) + "\n").encode("utf-8")
 
 
 def read_truth(log: Path) -> dict[str, Any]:

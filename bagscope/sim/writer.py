@@ -8,7 +8,8 @@ messages, never by the length of the drive.
 
 Everything is written into a hidden temporary sibling of ``out`` and renamed into place only
 when complete, so a failed or interrupted run leaves nothing behind and never clobbers an
-existing log until its replacement is whole.
+existing log until its replacement is whole. Sidecars (the ``.truth.json``) travel the same
+way, so a log never appears without its truth, nor a truth without its log.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from rosbags.rosbag1 import Writer as Writer1
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin
 from rosbags.rosbag2 import Writer as Writer2
 
-from bagscope.sim.errors import SimError
+from bagscope.sim.choices import DEFAULT_FORMAT, FORMATS
+from bagscope.sim.errors import OutputExistsError, SimError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -35,9 +37,9 @@ if TYPE_CHECKING:
     from rosbags.interfaces import Connection
     from rosbags.typesys.store import Typestore
 
-__all__ = ["FORMATS", "LogWriter", "check_output_path", "format_for_path"]
+__all__ = ["FORMATS", "LogWriter", "check_output_path", "format_for_path", "is_bag_directory"]
 
-FORMATS: tuple[str, ...] = ("mcap", "db3", "bag")
+_SUFFIX_FORMATS = {".mcap": "mcap", ".db3": "db3", ".bag": "bag"}
 
 # Latched topics (static TF) must reach late subscribers on replay, as a recorder would mark them.
 LATCHED_TOPICS = frozenset({"/tf_static"})
@@ -55,30 +57,61 @@ _LATCHED_QOS = Qos(
 
 
 def format_for_path(path: Path) -> str:
-    """The log format a path's suffix asks for: ``.bag`` ROS1, ``.db3`` a rosbag2 sqlite3
-    directory, anything else MCAP."""
-    return {".bag": "bag", ".db3": "db3"}.get(Path(path).suffix, "mcap")
+    """The format a log name asks for when no format is given, so that no name is an error.
+
+    ``drive.bag`` is a ROS1 bag file; ``drive.mcap`` one MCAP file; ``drive.db3`` a rosbag2
+    directory named ``drive.db3`` holding ``drive.db3`` (sqlite3) and ``metadata.yaml``; any
+    other name, a bare ``drive`` included, gets the default, MCAP, as a rosbag2 directory
+    ``drive`` holding ``drive.mcap`` and ``metadata.yaml``, the layout ``ros2 bag record -o
+    drive`` writes. The name the user gave is always the path to open (``replay info drive``).
+    """
+    return _SUFFIX_FORMATS.get(Path(path).suffix, DEFAULT_FORMAT)
+
+
+def is_bag_directory(out: Path, fmt: str) -> bool:
+    """Whether the log at ``out`` is a rosbag2 directory rather than a single file.
+
+    ROS1 bags are always one file and ``*.mcap`` asks for one; every other rosbag2 log is a
+    directory with ``metadata.yaml``, the only form in which rosbag2 readers open sqlite3
+    storage, and the one ``ros2 bag record`` writes for either storage.
+    """
+    return fmt == "db3" or (fmt == "mcap" and Path(out).suffix != ".mcap")
+
+
+def _storage_stem(out: Path, fmt: str) -> str:
+    """The name of the storage file in a bag directory, less its suffix: ``drive.db3/drive.db3``
+    rather than ``drive.db3/drive.db3.db3``."""
+    return out.stem if fmt == "db3" and out.suffix == ".db3" else out.name
 
 
 def check_output_path(out: Path, *, fmt: str, overwrite: bool = False) -> None:
     """Refuse, in one clear line, an output that readers could not open or that would clobber.
 
-    rosbags picks the reader by suffix: a ROS1 bag must end in ``.bag``, a bare MCAP file in
-    ``.mcap``; a db3 log is a rosbag2 directory (``drive`` or ``drive.db3``).
+    rosbags picks its reader by suffix, so a name whose suffix says one format never holds
+    another, and a ROS1 bag (one file, never a directory) must end in ``.bag``. Even with
+    ``overwrite`` a directory that is not a rosbag2 bag is refused: replacing it would delete
+    whatever the user keeps there.
     """
+    out = Path(out)
     if fmt not in FORMATS:
         msg = f"unknown log format {fmt!r}; choose one of {', '.join(FORMATS)}"
-        raise SimError(msg)
-    wanted = {"mcap": ".mcap", "bag": ".bag"}.get(fmt)
-    if wanted is not None and out.suffix != wanted:
-        msg = f"a {fmt} log must be named *{wanted}, got {out.name!r}"
-        raise SimError(msg)
-    if fmt == "db3" and out.suffix in {".mcap", ".bag"}:
-        msg = f"a db3 log is a rosbag2 directory; {out.name!r} names another format"
-        raise SimError(msg)
-    if (out.exists() or out.is_symlink()) and not overwrite:
-        msg = f"{out} exists already; pass overwrite to replace it"
-        raise SimError(msg)
+        raise SimError(msg, parameter="fmt")
+    if out.name in {"", ".", ".."}:
+        msg = f"{str(out)!r} names a directory, not a log; add a name such as {out / 'drive'}"
+        raise SimError(msg, parameter="out")
+    named = _SUFFIX_FORMATS.get(out.suffix)
+    if fmt == "bag" and named != "bag":
+        msg = f"a bag log must be named *.bag, got {out.name!r}"
+        raise SimError(msg, parameter="fmt")
+    if named is not None and named != fmt:
+        msg = f"{out.name!r} names a {named} log, not {fmt}; rename it or change the format"
+        raise SimError(msg, parameter="fmt")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise OutputExistsError(out)
+        if out.is_dir() and not out.is_symlink() and not (out / "metadata.yaml").is_file():
+            msg = f"{out} is a directory but not a rosbag2 bag; not replacing it"
+            raise SimError(msg, parameter="out")
 
 
 class LogWriter:
@@ -117,6 +150,7 @@ class LogWriter:
         self._tmpdir: Path | None = None
         self._writer: Writer1 | Writer2 | None = None
         self._inner: Path | None = None
+        self._sidecars: list[tuple[Path, Path]] = []  # (written in the temp dir, destination)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -139,13 +173,17 @@ class LogWriter:
                 bag.set_compression(Writer1.CompressionFormat.LZ4)
             bag.open()
             return bag
-        # rosbag2 writes a directory; for MCAP we keep only the .mcap file inside it.
-        name = self.out.name if self.fmt == "db3" else self.out.stem
+        # rosbag2 writes a directory named like its storage file; for a *.mcap log we keep
+        # only the .mcap file inside it.
         plugin = StoragePlugin.SQLITE3 if self.fmt == "db3" else StoragePlugin.MCAP
-        bag2 = Writer2(tmpdir / name, version=Writer2.VERSION_LATEST, storage_plugin=plugin)
+        if is_bag_directory(self.out, self.fmt):
+            bag_dir = self._inner = tmpdir / _storage_stem(self.out, self.fmt)
+        else:
+            bag_dir = tmpdir / self.out.stem
+            self._inner = bag_dir / f"{self.out.stem}.mcap"
+        bag2 = Writer2(bag_dir, version=Writer2.VERSION_LATEST, storage_plugin=plugin)
         if self._compress and self.fmt == "mcap":
             bag2.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
-        self._inner = tmpdir / name if self.fmt == "db3" else tmpdir / name / f"{name}.mcap"
         bag2.open()
         return bag2
 
@@ -185,17 +223,44 @@ class LogWriter:
             self._tmpdir = None
 
     def _commit(self) -> None:
-        """Rename the finished log over ``out``; the old one is moved aside only at the end."""
-        assert self._tmpdir is not None
-        assert self._inner is not None
-        out = self.out
+        """Rename the finished log and its sidecars into place; old ones go only at the end.
+
+        If this is interrupted halfway (Ctrl-C between two renames), what was already placed
+        is removed again: a log without its truth is worse than no log.
+        """
+        tmpdir, inner, out = self._tmpdir, self._inner, self.out
+        assert tmpdir is not None
+        assert inner is not None
         if (out.exists() or out.is_symlink()) and not self.overwrite:
             msg = f"{out} appeared while simulating; not overwriting it"
-            raise SimError(msg)
-        if out.exists() and ((out.is_dir() and not out.is_symlink()) or self._inner.is_dir()):
-            os.replace(out, self._tmpdir / ".replaced")  # rename cannot replace a directory
-        os.replace(self._inner, out)
+            raise SimError(msg, parameter="out")
+        umask = _umask()
+        moves = [(inner, out), *self._sidecars]
+        for source, _ in moves:
+            _give_default_modes(source, umask)
+        placed: list[Path] = []
+        try:
+            for k, (source, target) in enumerate(moves):
+                if _needs_moving_aside(source, target):  # rename cannot replace a directory
+                    os.replace(target, tmpdir / f".replaced{k}")
+                os.replace(source, target)
+                placed.append(target)
+        except BaseException:
+            for target in placed:
+                _remove(target)
+            raise
         self._discard()
+
+    # -- sidecars ----------------------------------------------------------------------------
+
+    def add_sidecar(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` (beside the log) when, and only if, the log is written."""
+        if self._tmpdir is None:
+            msg = "LogWriter used outside its with block"
+            raise RuntimeError(msg)
+        staged = self._tmpdir / f".sidecar{len(self._sidecars)}"
+        staged.write_bytes(data)
+        self._sidecars.append((staged, Path(path)))
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -213,6 +278,10 @@ class LogWriter:
     def advance(self, watermark_ns: int) -> None:
         """Write every queued message logged before ``watermark_ns``: none will precede it."""
         self._flush(watermark_ns)
+
+    def flush(self) -> None:
+        """Write everything queued, so :attr:`counts` is final before a sidecar reports it."""
+        self._flush(None)
 
     @property
     def pending(self) -> int:
@@ -253,3 +322,39 @@ class LogWriter:
             )
         self._connections[topic] = connection
         return connection
+
+
+def _needs_moving_aside(source: Path, target: Path) -> bool:
+    if target.is_dir() and not target.is_symlink():
+        return True
+    return source.is_dir() and (target.exists() or target.is_symlink())
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process umask; Linux shows it in /proc, elsewhere reading it means setting it."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _give_default_modes(path: Path, umask: int) -> None:
+    """Give ``path`` (and all a directory holds) the modes plain ``open`` and ``mkdir`` would.
+
+    The pieces of a log come from writers that disagree: the temp directory is 0700, sqlite
+    makes 0644 files and rosbags 0755 directories whatever the umask, and ``mkstemp`` 0600; a
+    user's log should carry the user's umask like any other file they create.
+    """
+    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if not item.is_symlink():
+            item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from bagscope.sim.choices import FAULT_MEANINGS, fault_syntax
 from bagscope.sim.config import SimError
 from bagscope.sim.faults import (
     DUPLICATE_GAP_NS,
@@ -228,3 +229,23 @@ def test_same_seed_same_decisions() -> None:
     c = _run(FULL_SPEC.replace("stale_tf:8s+2s,", ""), "/lidar/points", n=300, period_ns=MS, seed=9)
     assert a == b
     assert a != c
+
+
+def test_the_documented_syntax_of_every_kind_parses_as_that_kind() -> None:
+    # ``replay simulate --help`` shows fault_syntax() and FAULT_MEANINGS: both must cover every
+    # kind the parser accepts, and what they show must parse.
+    assert list(FAULT_MEANINGS) == list(FAULT_KINDS)
+    values = {"/TOPIC": "/lidar/points", "=P": "=0.5", "START+LENGTH": "1s+2s", "DURATION": "10ms"}
+    for kind in FAULT_KINDS:
+        item = fault_syntax(kind)
+        for placeholder, value in values.items():
+            item = item.replace(placeholder, value)
+        (fault,) = parse_faults(item, topics=TOPICS, duration_ns=10**10)
+        assert (fault.kind, fault.text) == (kind, item)
+
+
+def test_fault_errors_name_the_faults_argument() -> None:
+    for spec in ("drop:/imu=2", "outage:/imu=soon", "bogus:/imu=1", "delay:/imu=5 parsecs"):
+        with pytest.raises(SimError) as caught:
+            parse_faults(spec, topics=TOPICS)
+        assert caught.value.parameter == "faults"

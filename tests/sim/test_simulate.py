@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import stat
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -12,13 +14,14 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from bagscope.sim.errors import SimError
+from bagscope.sim.config import make_scenario
+from bagscope.sim.errors import OutputExistsError, SimError
 from bagscope.sim.faults import DUPLICATE_GAP_NS, LATENCY_NOISE_NS, REORDER_GAP_NS
 from bagscope.sim.messages import MessageEncoder
 from bagscope.sim.simulate import GROUND_TRUTH_TOPIC, START_NS, scenario_topics, simulate
 from bagscope.sim.truth import read_truth, truth_path
-from bagscope.sim.writer import LogWriter
-from tests.sim.conftest import SIM_DURATION_NS, small_scenario
+from bagscope.sim.writer import LogWriter, format_for_path, is_bag_directory
+from tests.sim.conftest import SIM_DURATION_NS, SIM_SEED, small_scenario
 
 MS = 1_000_000
 
@@ -392,3 +395,155 @@ def test_overwrite_replaces_log_and_sidecar(tmp_path: Path) -> None:
     assert "/imu" not in by_topic(read_all(out))
     assert json.loads(result.truth_path.read_text())["faults"][0]["count"] == 50
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.mcap", "d.mcap.truth.json"]
+
+
+# -- output names, permissions and interrupted runs ------------------------------------------
+
+
+def _tiny(duration_ms: int = 200) -> Any:
+    """The cheapest drive that still writes every topic: for tests about files, not content."""
+    return make_scenario(
+        "urban", seed=SIM_SEED, duration_ns=duration_ms * MS, beams=16, camera_size=(16, 16)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "is_dir"),
+    [
+        ("drive.mcap", "mcap", False),
+        ("drive.bag", "bag", False),
+        ("drive.db3", "db3", True),
+        ("drive", "mcap", True),
+        ("drive.v2", "mcap", True),
+    ],
+)
+def test_the_name_decides_format_and_layout(name: str, fmt: str, is_dir: bool) -> None:
+    assert format_for_path(Path(name)) == fmt
+    assert is_bag_directory(Path(name), fmt) is is_dir
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "inside"),
+    [
+        ("drive", None, ["drive.mcap", "metadata.yaml"]),
+        ("drive.db3", None, ["drive.db3", "metadata.yaml"]),
+    ],
+)
+def test_bag_directories_are_named_as_asked(
+    tmp_path: Path, name: str, fmt: str | None, inside: list[str]
+) -> None:
+    result = simulate(tmp_path / name, fmt=fmt, scenario=_tiny(), workers=0)
+    assert result.log_path == tmp_path / name
+    assert result.fmt == (fmt or format_for_path(Path(name)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name, f"{name}.truth.json"]
+    assert sorted(p.name for p in result.log_path.iterdir()) == inside
+    assert len(read_all(result.log_path)) == sum(result.message_counts.values())
+
+
+def test_log_and_sidecar_modes_follow_the_umask(tmp_path: Path) -> None:
+    # 0o002 is what none of the writers would give by accident: mkstemp makes 0600, sqlite
+    # 0644 and rosbags 0755 whatever the umask.
+    previous = os.umask(0o002)
+    try:
+        for name in ("d.mcap", "d.bag", "d.db3", "d"):
+            simulate(tmp_path / name, scenario=_tiny(), workers=0)
+    finally:
+        os.umask(previous)
+    modes = {
+        str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")
+    }
+    assert modes == {
+        "d.mcap": 0o664,
+        "d.mcap.truth.json": 0o664,
+        "d.bag": 0o664,
+        "d.bag.truth.json": 0o664,
+        "d.db3": 0o775,
+        "d.db3/d.db3": 0o664,
+        "d.db3/metadata.yaml": 0o664,
+        "d.db3.truth.json": 0o664,
+        "d": 0o775,
+        "d/d.mcap": 0o664,
+        "d/metadata.yaml": 0o664,
+        "d.truth.json": 0o664,
+    }
+
+
+def test_errors_name_the_argument_at_fault(tmp_path: Path) -> None:
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"scenario": "moon"}, "scenario", "unknown scenario 'moon'"),
+        ({"beams": 7}, "beams", "unsupported lidar beam count 7"),
+        ({"camera_size": (8, 8)}, "camera_size", "between 16 and 8192"),
+        ({"duration_ns": 0}, "duration_ns", "duration must be positive"),
+        ({"fmt": "zip"}, "fmt", "unknown log format 'zip'"),
+        ({"fmt": "mcap", "out": "x.db3"}, "fmt", "'x.db3' names a db3 log, not mcap"),
+        ({"fmt": "bag", "out": "x"}, "fmt", "a bag log must be named *.bag, got 'x'"),
+        ({"faults": "drop:/imu=2"}, "faults", "probability must be a number in [0, 1]"),
+        ({"out": ".."}, "out", "names a directory, not a log"),
+    ]
+    for kwargs, parameter, message in cases:
+        out = tmp_path / kwargs.pop("out", "d.mcap")
+        with pytest.raises(SimError) as caught:
+            simulate(out, **kwargs)
+        assert (caught.value.parameter, message in str(caught.value)) == (parameter, True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_log_is_refused_in_python_words(tmp_path: Path) -> None:
+    out = tmp_path / "d.mcap"
+    out.write_bytes(b"mine")
+    with pytest.raises(OutputExistsError) as caught:
+        simulate(out, scenario=_tiny())
+    assert str(caught.value) == f"{out} exists already; pass overwrite=True to replace it"
+    assert (caught.value.path, caught.value.parameter) == (out, "overwrite")
+    assert out.read_bytes() == b"mine"
+
+
+def test_overwrite_never_replaces_a_directory_that_is_not_a_bag(tmp_path: Path) -> None:
+    keep = tmp_path / "drive" / "notes.txt"
+    keep.parent.mkdir()
+    keep.write_text("precious")
+    with pytest.raises(SimError, match="is a directory but not a rosbag2 bag") as caught:
+        simulate(tmp_path / "drive", scenario=_tiny(), overwrite=True)
+    assert caught.value.parameter == "out"
+    assert keep.read_text() == "precious"
+    simulate(tmp_path / "d", scenario=_tiny(), workers=0)
+    simulate(tmp_path / "d", scenario=_tiny(), workers=0, overwrite=True)  # a bag: replaced
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["d.mcap", "metadata.yaml"]
+
+
+def test_interrupted_drive_leaves_nothing(tmp_path: Path) -> None:
+    def interrupt(done: int, total: int) -> None:
+        if done >= 100 * MS:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        simulate(tmp_path / "d.db3", scenario=_tiny(300), progress=interrupt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupt_between_log_and_sidecar_renames_undoes_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "x.mcap"
+    encoder = MessageEncoder(ros1=False)
+    tf = encoder.tf([("odom", "base_link", np.eye(4))], stamp_ns=5)
+    real_replace = os.replace
+    placed: list[Path] = []
+
+    def replace_then_interrupt(src: Any, dst: Any) -> None:
+        if Path(dst).parent == tmp_path and placed:  # the log is in place, the sidecar is not
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+        if Path(dst).parent == tmp_path:
+            placed.append(Path(dst))
+
+    def write() -> None:
+        with LogWriter(out, fmt="mcap", typestore=encoder.typestore) as writer:
+            writer.add("/tf", "tf2_msgs/msg/TFMessage", log_time_ns=5, payload=tf)
+            writer.add_sidecar(truth_path(out), b"{}\n")
+            monkeypatch.setattr(os, "replace", replace_then_interrupt)  # for the commit only
+
+    with pytest.raises(KeyboardInterrupt):
+        write()
+    assert placed == [out]
+    assert list(tmp_path.iterdir()) == []
