@@ -9,7 +9,7 @@ truncation tests need.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pytest
@@ -181,12 +181,16 @@ def write_ros1_mcap(
     *,
     compression: CompressionType = CompressionType.LZ4,
     chunk_size: int = 256 * 1024,
+    **options: Any,
 ) -> Path:
-    """An MCAP file in the ``ros1`` profile (ros1msg schemas), which rosbags cannot read."""
+    """An MCAP file in the ``ros1`` profile (ros1msg schemas), which rosbags cannot read.
+
+    ``options`` go to the mcap library's writer (``index_types``, ``use_chunking``, ...).
+    """
     ts = ros1_store()
     data = payloads(ts, samples, ros1=True)
     with path.open("wb") as stream:
-        writer = McapWriter(stream, chunk_size=chunk_size, compression=compression)
+        writer = McapWriter(stream, chunk_size=chunk_size, compression=compression, **options)
         writer.start(profile="ros1", library="bagscope-tests")
         channels = {}
         for topic, msgtype in TYPES.items():
@@ -206,6 +210,35 @@ def write_ros1_mcap(
             )
         writer.finish()
     return path
+
+
+# The keys of the `logs` fixture, and those whose data file the recovery tests cut short.
+LOG_NAMES = (
+    "ros1",
+    "ros1_bz2",
+    "ros1_lz4",
+    "ros2_mcap",
+    "ros2_mcap_zstd",
+    "ros2_sqlite3",
+    "ros1_mcap",
+    "ros1_mcap_zstd",
+)
+CUT_CASES = [
+    ("ros1", ".bag"),
+    ("ros1_bz2", ".bag"),
+    ("ros1_lz4", ".bag"),
+    ("ros2_mcap", ".mcap"),
+    ("ros2_mcap_zstd", ".mcap"),
+    ("ros1_mcap", ".mcap"),
+    ("ros2_sqlite3", ".db3"),
+]
+
+
+def data_file(path: Path) -> Path:
+    """The file a recorder writes to (a bag directory's .mcap/.db3 has no metadata.yaml yet)."""
+    if path.is_file():
+        return path
+    return next(p for p in path.iterdir() if p.suffix in (".mcap", ".db3"))
 
 
 def truncate_copy(src: Path, dst: Path, fraction: float = 0.6) -> Path:

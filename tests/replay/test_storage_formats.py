@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag1 import Writer as Writer1
+from rosbags.rosbag2 import Reader as Reader2
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Writer2
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
@@ -21,6 +22,7 @@ from bagscope.replay.types import MessageTypes
 from .conftest import (
     CAMERA,
     LIDAR,
+    LOG_NAMES,
     MS,
     T0,
     TF,
@@ -35,16 +37,7 @@ from .conftest import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-ALL = [
-    "ros1",
-    "ros1_bz2",
-    "ros1_lz4",
-    "ros2_mcap",
-    "ros2_mcap_zstd",
-    "ros2_sqlite3",
-    "ros1_mcap",
-    "ros1_mcap_zstd",
-]
+ALL = list(LOG_NAMES)
 STORAGE = {
     "ros1": ("rosbag1", "none"),
     "ros1_bz2": ("rosbag1", "bz2"),
@@ -273,3 +266,56 @@ def test_out_of_order_writes_come_out_sorted(tmp_path: Path) -> None:
         start = full[5].log_time_ns
         got = [m.log_time_ns for m in storage.messages(start_ns=start)]
         assert got == [s.log_time_ns for s in full[5:]]
+
+
+def _small_sqlite_bag(path: Path, *, foreign: bool = False) -> list[tuple[str, int, bytes]]:
+    """Many small messages (more than one fetch's worth); ``foreign`` adds a topic serialized
+    in a format the reader does not serve, interleaved with the others."""
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    types = ts.types
+    written = []
+    with Writer2(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        conn = writer.add_connection("/count", "std_msgs/msg/UInt32", typestore=ts)
+        other = None
+        if foreign:  # rosbags' own reader refuses such a bag
+            other = writer.add_connection(
+                "/foreign", "std_msgs/msg/UInt32", typestore=ts, serialization_format="json"
+            )
+        for i in range(1000):
+            t = T0 + i * MS
+            if other is not None and i % 7 == 3:
+                writer.write(other, t, b'{"data": %d}' % i)
+                continue
+            data = bytes(
+                ts.serialize_cdr(types["std_msgs/msg/UInt32"](data=i), "std_msgs/msg/UInt32")
+            )
+            writer.write(conn, t, data)
+            written.append(("/count", t, data))
+    return written
+
+
+def test_small_sqlite_messages_are_rosbags_raw_iteration(tmp_path: Path) -> None:
+    """The batched sqlite path yields exactly what rosbags' own reader yields, in order."""
+    path = tmp_path / "small"
+    written = _small_sqlite_bag(path)
+    storage = open_storage([path])
+    mine = [(m.connection.topic, m.log_time_ns, bytes(m.data)) for m in storage.messages()]
+    with Reader2(path) as reader:
+        theirs = [(c.topic, t, bytes(d)) for c, t, d in reader.messages()]
+    assert mine == theirs == written
+    (conn,) = storage.connections
+    assert all(m.connection is conn for m in storage.messages())  # the directory's record
+    got = [m.log_time_ns for m in storage.messages(start_ns=T0 + 10 * MS, end_ns=T0 + 500 * MS)]
+    assert got == [t for _, t, _ in written if T0 + 10 * MS <= t < T0 + 500 * MS]
+
+
+def test_sqlite_rows_of_topics_not_served_are_skipped(tmp_path: Path) -> None:
+    """A topic in another serialization is not served; its rows between others' are skipped."""
+    path = tmp_path / "mixed"
+    written = _small_sqlite_bag(path, foreign=True)
+    for target in (path, next(path.glob("*.db3"))):
+        storage = open_storage([target])
+        assert [c.topic for c in storage.connections] == ["/count"]
+        got = [(m.connection.topic, m.log_time_ns, bytes(m.data)) for m in storage.messages()]
+        assert got == written
+        assert storage.times()[storage.connections[0].id].tolist() == [t for _, t, _ in written]

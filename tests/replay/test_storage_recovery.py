@@ -11,34 +11,17 @@ from bagscope.replay.errors import TruncatedLogError
 from bagscope.replay.storage import RecoveredLogWarning, open_storage
 from bagscope.replay.types import MessageTypes
 
-from .conftest import Sample, truncate_copy
+from .conftest import CUT_CASES, Sample, data_file, truncate_copy
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-CASES = [
-    ("ros1", ".bag"),
-    ("ros1_bz2", ".bag"),
-    ("ros1_lz4", ".bag"),
-    ("ros2_mcap", ".mcap"),
-    ("ros2_mcap_zstd", ".mcap"),
-    ("ros1_mcap", ".mcap"),
-    ("ros2_sqlite3", ".db3"),
-]
 
-
-def _data_file(path: Path) -> Path:
-    """The file a recorder writes to (a bag directory's .mcap/.db3 has no metadata.yaml yet)."""
-    if path.is_file():
-        return path
-    return next(p for p in path.iterdir() if p.suffix in (".mcap", ".db3"))
-
-
-@pytest.mark.parametrize(("name", "suffix"), CASES)
+@pytest.mark.parametrize(("name", "suffix"), CUT_CASES)
 def test_first_60_percent_is_recovered_with_a_warning(
     tmp_path: Path, logs: dict[str, Path], samples: list[Sample], name: str, suffix: str
 ) -> None:
-    cut = truncate_copy(_data_file(logs[name]), tmp_path / f"cut{suffix}", 0.6)
+    cut = truncate_copy(data_file(logs[name]), tmp_path / f"cut{suffix}", 0.6)
     with pytest.warns(RecoveredLogWarning, match=r"recovered \d+ messages spanning") as caught:
         storage = open_storage([cut])
     info = storage.info
@@ -58,11 +41,11 @@ def test_first_60_percent_is_recovered_with_a_warning(
         types.deserialize(message.data, conn.msgtype, conn.serialization)
 
 
-@pytest.mark.parametrize(("name", "suffix"), CASES)
+@pytest.mark.parametrize(("name", "suffix"), CUT_CASES)
 def test_strict_refuses_a_cut_off_log(
     tmp_path: Path, logs: dict[str, Path], name: str, suffix: str
 ) -> None:
-    cut = truncate_copy(_data_file(logs[name]), tmp_path / f"cut{suffix}", 0.6)
+    cut = truncate_copy(data_file(logs[name]), tmp_path / f"cut{suffix}", 0.6)
     with pytest.raises(TruncatedLogError, match="strict") as err:
         open_storage([cut], strict=True)
     assert "\n" not in str(err.value)
@@ -99,7 +82,7 @@ def test_cut_file_inside_a_closed_bag_directory(tmp_path: Path, logs: dict[str, 
     bag = tmp_path / "bag"
     bag.mkdir()
     (bag / "metadata.yaml").write_bytes((logs["ros2_mcap"] / "metadata.yaml").read_bytes())
-    source = _data_file(logs["ros2_mcap"])
+    source = data_file(logs["ros2_mcap"])
     truncate_copy(source, bag / source.name, 0.6)
     with pytest.warns(RecoveredLogWarning, match="no summary"):
         storage = open_storage([bag])

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from pathlib import Path
 
     import numpy as np
@@ -58,9 +58,13 @@ class Connection:
     path: Path
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """A message as stored: no decoding has happened yet."""
+class RawMessage(NamedTuple):
+    """A message as stored: no decoding has happened yet.
+
+    A NamedTuple rather than a frozen dataclass: one is made per message, and readers make them
+    in C (``tuple.__new__`` over rows) at a fraction of a dataclass ``__init__``'s cost, which
+    matters for logs of many small messages.
+    """
 
     connection: Connection
     log_time_ns: int
@@ -116,6 +120,80 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class FileSource:
+    """What the single-file readers (ROS1 bag, MCAP, ``.db3``) share once a file is open.
+
+    Each reader sets the attributes; ``info`` and the id bookkeeping are the same for all of
+    them. ``_local`` maps the file's own ids (connection, channel or topic id) to connections,
+    ``_by_id`` maps global connection ids back to them.
+    """
+
+    path: Path
+    storage: str
+    compression: str
+    size: int
+    recovery_note: str | None = None
+    connections: tuple[Connection, ...]
+    definitions: list[TypeDefinition]
+    _start_ns: int = 0
+    _end_ns: int = 0
+    _local: dict[int, Connection]
+    _by_id: dict[int, int]
+    _emit: Mapping[int, Connection]
+
+    def _index_connections(self, local: dict[int, Connection]) -> None:
+        self._local = local
+        self._emit = local
+        self.connections = tuple(local.values())
+        self._by_id = {c.id: fid for fid, c in local.items()}
+
+    def present_as(self, connections: Mapping[int, Connection]) -> None:
+        """Hand out messages under other connections (by this file's global connection id).
+
+        A bag directory merges the connections of its files; letting the file yield the
+        directory's records directly saves re-wrapping every message on its way up.
+        """
+        self._emit = {fid: connections[c.id] for fid, c in self._local.items()}
+
+    def _wanted(self, ids: frozenset[int] | None) -> frozenset[int]:
+        """File-local ids of the requested global connection ids (None: all)."""
+        if ids is None:
+            return frozenset(self._local)
+        return frozenset(self._by_id[i] for i in ids if i in self._by_id)
+
+    @property
+    def message_count(self) -> int:
+        """Messages this file serves (on connections it can type)."""
+        return sum(c.count for c in self.connections)
+
+    @property
+    def total(self) -> int:
+        """Every message the file holds, whether or not on a connection it can type."""
+        return self.message_count
+
+    def topic_counts(self) -> dict[int, int]:
+        """Messages per global connection id."""
+        return {c.id: c.count for c in self.connections}
+
+    def _extra(self) -> dict[str, str]:
+        return {}
+
+    def info(self) -> StorageInfo:
+        """What opening the file learnt: from its index, or from the recovery scan."""
+        return StorageInfo(
+            paths=(self.path,),
+            storage=self.storage,
+            compression=self.compression,
+            start_ns=self._start_ns,
+            end_ns=self._end_ns,
+            message_count=self.message_count,
+            size_bytes=self.size,
+            complete=self.recovery_note is None,
+            recovery_note=self.recovery_note,
+            extra=self._extra(),
+        )
 
 
 class Storage(Protocol):

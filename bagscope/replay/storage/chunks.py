@@ -7,6 +7,7 @@ overlap are held together, so memory stays bounded by the overlap, not by the fi
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import heapq
 import mmap
@@ -14,13 +15,91 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import lz4.frame  # type: ignore[import-untyped]
+import numpy as np
+import zstandard
+
+from bagscope.replay.errors import LogOpenError
+from bagscope.replay.storage.base import FileSource, RawMessage
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
+    from pathlib import Path
 
-    from bagscope.replay.storage.base import Connection, RawMessage
+    from numpy.typing import NDArray
+
+    from bagscope.replay.storage.base import Progress
 
 # (log time ns, file-local channel id, payload)
 Entry = tuple[int, int, memoryview]
+Buffer = bytes | mmap.mmap
+# Per file-local id: log times in ns (any order).
+LocalTimes = dict[int, "NDArray[np.int64]"]
+
+
+class BrokenRecordError(Exception):
+    """A record runs past the end of its buffer or is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    """Where a chunk's (possibly compressed) records lie in the file."""
+
+    compression: str  # "none", "lz4", "zstd", "bz2"
+    start: int
+    end: int
+    intact: bool  # False: the file ends inside this chunk
+    size: int = 0  # uncompressed size, where the format records it
+    # (file-local id, file offset of that id's index record for this chunk), where the format's
+    # chunk index lists them (MCAP); empty when unknown.
+    index: tuple[tuple[int, int], ...] = ()
+
+
+def decompress(data: memoryview, ref: ChunkRef) -> bytes:
+    """A chunk's records; a cut-off chunk (not ``intact``) keeps whatever its stream yields."""
+    partial = not ref.intact
+    try:
+        if ref.compression == "zstd":
+            # A decompressor per chunk: they are cheap and not safe to share across threads.
+            if partial or not ref.size:
+                return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            return zstandard.ZstdDecompressor().decompress(data, max_output_size=ref.size)
+        if ref.compression == "lz4":
+            if partial:
+                return bytes(lz4.frame.LZ4FrameDecompressor().decompress(bytes(data)))
+            return bytes(lz4.frame.decompress(bytes(data)))
+        if ref.compression == "bz2":
+            return bz2.BZ2Decompressor().decompress(data) if partial else bz2.decompress(data)
+    except (zstandard.ZstdError, OSError, ValueError, RuntimeError, EOFError) as err:
+        if partial:
+            return b""
+        msg = f"corrupt {ref.compression} chunk: {err}"
+        raise LogOpenError(msg) from err
+    msg = f"unsupported chunk compression {ref.compression!r}"
+    raise LogOpenError(msg)
+
+
+def map_file(path: Path, magic: bytes, *, what: str, magic_name: str) -> mmap.mmap:
+    """A read-only map of ``path``, which must start with ``magic`` (``what`` names the format)."""
+    with path.open("rb") as file:
+        try:
+            mm = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError as err:
+            msg = f"{path}: empty file, not {what}"
+            raise LogOpenError(msg) from err
+    if mm[: len(magic)] != magic:
+        mm.close()
+        msg = f"{path}: not {what} ({magic_name})"
+        raise LogOpenError(msg)
+    return mm
+
+
+def chunk_buffer(mm: mmap.mmap, ref: ChunkRef) -> tuple[Buffer, int, int]:
+    """The chunk's uncompressed records as (buffer, start, end); uncompressed data is not copied."""
+    if ref.compression == "none":
+        return mm, ref.start, min(ref.end, len(mm))
+    buf = decompress(memoryview(mm)[ref.start : ref.end], ref)
+    return buf, 0, len(buf)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +112,7 @@ class ChunkSpan:
     counts: tuple[tuple[int, int], ...] = ()  # (channel id, messages) when known
     position: int = 0  # file offset of the chunk record
     ref: object = None  # format-specific handle used by the loader
+    exact: bool = True  # False: ``ids`` are only those it *may* hold (its own are not indexed)
 
 
 def select_chunks(
@@ -138,27 +218,100 @@ def entry_time(entry: Entry) -> int:
     return entry[0]
 
 
-class MappedChunkFile:
+def ends_chunks(chunks: Sequence[ChunkSpan], wanted: frozenset[int]) -> dict[int, set[int]]:
+    """Per chunk (by position in ``chunks``): the ids whose first or last time it may hold.
+
+    An id's first time is at most the earliest *end* of the chunks holding it (each of those
+    holds one of its messages no later than its end), so only chunks starting by then can hold
+    it; the last time likewise. With chunks in time order that is one chunk at each end.
+    """
+    holding: dict[int, list[int]] = {}
+    for i, chunk in enumerate(chunks):
+        for cid in chunk.ids & wanted:
+            holding.setdefault(cid, []).append(i)
+    need: dict[int, set[int]] = {}
+    for cid, where in holding.items():
+        # Only a chunk known to hold the id bounds its ends; the others are all read.
+        known = [chunks[i] for i in where if chunks[i].exact]
+        first_by = min((c.end_ns for c in known), default=None)
+        last_from = max((c.start_ns for c in known), default=None)
+        for i in where:
+            chunk = chunks[i]
+            if (
+                first_by is None
+                or last_from is None
+                or not chunk.exact
+                or chunk.start_ns <= first_by
+                or chunk.end_ns >= last_from
+            ):
+                need.setdefault(i, set()).add(cid)
+    return need
+
+
+def chunk_times(
+    chunks: Sequence[ChunkSpan],
+    wanted: frozenset[int],
+    read: Callable[[ChunkSpan, frozenset[int]], LocalTimes],
+    *,
+    ends_only: bool,
+    progress: Progress,
+) -> LocalTimes:
+    """Times per file-local id, sorted, from ``read`` (one chunk's times of some ids).
+
+    With ``ends_only`` only the chunks that may hold an id's first or last time are read, and
+    each id gets just those two times.
+    """
+    if ends_only:
+        need = ends_chunks(chunks, wanted)
+    else:
+        need = {i: set(c.ids & wanted) for i, c in enumerate(chunks) if c.ids & wanted}
+    parts: dict[int, list[NDArray[np.int64]]] = {}
+    for done, (i, ids) in enumerate(sorted(need.items())):
+        for cid, times in read(chunks[i], frozenset(ids)).items():
+            if times.size:
+                parts.setdefault(cid, []).append(times)
+        if progress is not None:
+            progress(done + 1, len(need))
+    out: LocalTimes = {}
+    for cid, arrays in parts.items():
+        if ends_only:
+            lo = min(int(a.min()) for a in arrays)
+            hi = max(int(a.max()) for a in arrays)
+            out[cid] = np.array([lo, hi] if hi != lo else [lo], dtype=np.int64)
+        else:
+            joined = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            out[cid] = np.sort(joined, kind="stable")
+    return out
+
+
+class MappedChunkFile(FileSource):
     """What the memory-mapped chunked formats (ROS1 bags, MCAP) share once a file is indexed.
 
-    Subclasses set ``_mm``, ``_local`` (file-local id → connection), ``_by_id`` (global id →
-    file-local id) and provide ``_load`` for their own chunk layout.
+    Subclasses set ``_mm`` and the :class:`FileSource` attributes, and provide ``_load`` (a
+    chunk's messages) and ``_chunk_times`` (a chunk's times, from its index where it has one)
+    for their own chunk layout.
     """
 
     _mm: mmap.mmap
-    _local: dict[int, Connection]
-    _by_id: dict[int, int]
+    _chunks: list[ChunkSpan]
 
     def _load(
         self, wanted: frozenset[int], start_ns: int | None, end_ns: int | None
     ) -> Callable[[ChunkSpan], list[Entry]]:
         raise NotImplementedError
 
-    def _wanted(self, ids: frozenset[int] | None) -> frozenset[int]:
-        """File-local ids of the requested global connection ids (None: all)."""
-        if ids is None:
-            return frozenset(self._local)
-        return frozenset(self._by_id[i] for i in ids if i in self._by_id)
+    def _chunk_times(self, chunk: ChunkSpan, ids: frozenset[int]) -> LocalTimes:
+        raise NotImplementedError
+
+    def _loaded_times(self, chunk: ChunkSpan, ids: frozenset[int]) -> LocalTimes:
+        """A chunk's times by reading its records: for chunks or files without a usable index.
+
+        The same loader as :meth:`_stream`, so the times are exactly those of the messages.
+        """
+        found: dict[int, list[int]] = {}
+        for t, cid, _ in self._load(ids, None, None)(chunk):
+            found.setdefault(cid, []).append(t)
+        return {cid: np.array(ts, dtype=np.int64) for cid, ts in found.items()}
 
     def _stream(
         self,
@@ -168,12 +321,26 @@ class MappedChunkFile:
         start_ns: int | None,
         end_ns: int | None,
     ) -> Iterator[RawMessage]:
-        from bagscope.replay.storage.base import RawMessage
-
-        local = self._local
+        emit = self._emit
         chosen = select_chunks(chunks, wanted=wanted, start_ns=start_ns, end_ns=end_ns)
         for t, cid, data in merge_chunks(chosen, self._load(wanted, start_ns, end_ns)):
-            yield RawMessage(local[cid], t, data)
+            yield RawMessage(emit[cid], t, data)
+
+    def _times(
+        self,
+        chunks: Sequence[ChunkSpan],
+        ids: frozenset[int] | None,
+        *,
+        ends_only: bool,
+        progress: Progress,
+    ) -> dict[int, NDArray[np.int64]]:
+        """Times per global connection id, from the chunks' indexes (see `Source.times`)."""
+        local = chunk_times(
+            chunks, self._wanted(ids), self._chunk_times, ends_only=ends_only, progress=progress
+        )
+        # Index records sit after every chunk, all over the file: do not keep them resident.
+        release_pages(self._mm)
+        return {self._local[cid].id: times for cid, times in local.items()}
 
     def close(self) -> None:
         """Release the memory map (views handed out must not be used afterwards)."""

@@ -8,42 +8,41 @@ linear scan up to the last intact record. Record layouts follow the MCAP specifi
 
 from __future__ import annotations
 
-import mmap
+import dataclasses
 import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-import lz4.frame  # type: ignore[import-untyped]
-import zstandard
+import numpy as np
 
-from bagscope.replay.errors import LogOpenError
-from bagscope.replay.storage.base import (
-    Connection,
-    RawMessage,
-    StorageInfo,
-    TypeDefinition,
-    normalize_msgtype,
-    times_by_reading,
-)
+from bagscope.replay.storage.base import Connection, TypeDefinition, normalize_msgtype
 from bagscope.replay.storage.chunks import (
+    BrokenRecordError,
+    ChunkRef,
     ChunkSpan,
     Entry,
     MappedChunkFile,
     ResidentWindow,
+    chunk_buffer,
     entry_time,
+    map_file,
     release_pages,
 )
 from bagscope.replay.storage.recovery import span_text
 
 if TYPE_CHECKING:
+    import mmap
     from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
 
-    from bagscope.replay.storage.base import Progress, Serialization, TimesById
+    from numpy.typing import NDArray
+
+    from bagscope.replay.storage.base import Progress, RawMessage, Serialization, TimesById
+    from bagscope.replay.storage.chunks import Buffer, LocalTimes
 
 MAGIC = b"\x89MCAP0\r\n"
 OP_HEADER, OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK = 1, 2, 3, 4, 5, 6
-OP_CHUNK_INDEX, OP_STATISTICS, OP_DATA_END = 8, 11, 15
+OP_MESSAGE_INDEX, OP_CHUNK_INDEX, OP_STATISTICS, OP_DATA_END = 7, 8, 11, 15
 _REC = struct.Struct("<BQ")
 _MSG = struct.Struct("<HIQQ")  # channel, sequence, log time, publish time
 _U16 = struct.Struct("<H")
@@ -52,18 +51,12 @@ _U64 = struct.Struct("<Q")
 _FOOTER_SIZE = 9 + 20 + len(MAGIC)
 _ENCODINGS: Mapping[str, Serialization] = {"cdr": "cdr", "ros1": "ros1"}
 
-Buffer = bytes | mmap.mmap
-
-
-class _BrokenRecordError(Exception):
-    """A record runs past its buffer or is malformed."""
-
 
 def _string(buf: Buffer, pos: int) -> tuple[str, int]:
     (length,) = _U32.unpack_from(buf, pos)
     end = pos + 4 + length
     if end > len(buf):
-        raise _BrokenRecordError
+        raise BrokenRecordError
     return bytes(buf[pos + 4 : end]).decode(errors="replace"), end
 
 
@@ -81,15 +74,6 @@ class _Channel:
     encoding: str
 
 
-@dataclass(frozen=True, slots=True)
-class _ChunkRef:
-    compression: str
-    start: int  # compressed records in the file
-    end: int
-    size: int  # uncompressed size
-    intact: bool
-
-
 @dataclass(slots=True)
 class _Contents:
     schemas: dict[int, _Schema] = field(default_factory=dict)
@@ -99,6 +83,15 @@ class _Contents:
     loose: list[Entry] = field(default_factory=list)  # messages outside chunks
     start_ns: int = 0
     end_ns: int = 0
+
+    def add_definition(self, op: int, buf: Buffer, body: int) -> None:
+        """Keep a Schema or Channel record (files may repeat them; the first of an id wins)."""
+        if op == OP_SCHEMA:
+            sid, schema = _parse_schema(buf, body)
+            self.schemas.setdefault(sid, schema)
+        else:
+            cid, channel = _parse_channel(buf, body)
+            self.channels.setdefault(cid, channel)
 
 
 def _parse_schema(buf: Buffer, pos: int) -> tuple[int, _Schema]:
@@ -116,41 +109,31 @@ def _parse_channel(buf: Buffer, pos: int) -> tuple[int, _Channel]:
     return cid, _Channel(topic, sid, encoding)
 
 
-def _decompress(data: memoryview, ref: _ChunkRef) -> bytes:
-    try:
-        if ref.compression == "zstd":
-            if ref.intact:
-                # A decompressor per chunk: they are cheap and not safe to share across threads.
-                return zstandard.ZstdDecompressor().decompress(data, max_output_size=ref.size)
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-        if ref.compression == "lz4":
-            if ref.intact:
-                return bytes(lz4.frame.decompress(bytes(data)))
-            return bytes(lz4.frame.LZ4FrameDecompressor().decompress(bytes(data)))
-    except (zstandard.ZstdError, RuntimeError, ValueError) as err:
-        if not ref.intact:
-            return b""
-        msg = f"corrupt {ref.compression} chunk: {err}"
-        raise LogOpenError(msg) from err
-    msg = f"unsupported MCAP chunk compression {ref.compression!r}"
-    raise LogOpenError(msg)
-
-
-def _chunk_buffer(mm: mmap.mmap, ref: _ChunkRef) -> tuple[Buffer, int, int]:
-    if not ref.compression:
-        return mm, ref.start, ref.end
-    buf = _decompress(memoryview(mm)[ref.start : ref.end], ref)
-    return buf, 0, len(buf)
-
-
-def _chunk_ref(mm: mmap.mmap, pos: int, end: int) -> _ChunkRef:
+def _chunk_ref(mm: mmap.mmap, pos: int, end: int) -> ChunkRef:
     """Locate the records of the chunk record whose body starts at ``pos``."""
     (size,) = _U64.unpack_from(mm, pos + 16)
     compression, p = _string(mm, pos + 28)
     (length,) = _U64.unpack_from(mm, p)
     start = p + 8
     stop = start + length
-    return _ChunkRef(compression, start, min(stop, end), size, intact=stop <= end)
+    return ChunkRef(compression or "none", start, min(stop, end), stop <= end, size)
+
+
+def _message_index(mm: mmap.mmap, pos: int, channel: int) -> NDArray[np.int64] | None:
+    """Log times of the Message Index record at ``pos``; None when it is not one for ``channel``."""
+    try:
+        op, length = _REC.unpack_from(mm, pos)
+        cid, nbytes = struct.unpack_from("<HI", mm, pos + 9)
+    except struct.error:
+        return None
+    start = pos + 9 + 6
+    if op != OP_MESSAGE_INDEX or cid != channel or nbytes % 16 or nbytes + 6 > length:
+        return None
+    if start + nbytes > len(mm):
+        return None
+    # (log time, offset) pairs; the copy frees the map for close().
+    pairs = np.frombuffer(mm, dtype="<u8", count=nbytes // 8, offset=start)
+    return pairs[0::2].astype(np.int64)
 
 
 class McapFile(MappedChunkFile):
@@ -158,20 +141,9 @@ class McapFile(MappedChunkFile):
 
     def __init__(self, path: Path, *, first_id: int) -> None:
         self.path = path
-        with path.open("rb") as file:
-            try:
-                self._mm = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-            except ValueError as err:
-                msg = f"{path}: empty file, not an MCAP file"
-                raise LogOpenError(msg) from err
-        mm = self._mm
+        self._mm = mm = map_file(path, MAGIC, what="an MCAP file", magic_name="bad magic")
         self.size = len(mm)
-        if mm[: len(MAGIC)] != MAGIC:
-            mm.close()
-            msg = f"{path}: not an MCAP file (bad magic)"
-            raise LogOpenError(msg)
         self.profile = self._profile()
-        self.recovery_note: str | None = None
         contents = self._read_summary()
         if contents is None:
             contents, complete, lost = self._scan()
@@ -181,15 +153,15 @@ class McapFile(MappedChunkFile):
         self._loose = contents.loose
         self._start_ns, self._end_ns = contents.start_ns, contents.end_ns
         self.compression = (
-            "+".join(sorted({cast("_ChunkRef", c.ref).compression or "none" for c in self._chunks}))
-            or "none"
+            "+".join(sorted({cast("ChunkRef", c.ref).compression for c in self._chunks})) or "none"
         )
         self.storage = "mcap-ros1" if self.profile == "ros1" else "mcap"
+        self._total = sum(contents.counts.values())
         self._build_connections(contents, first_id)
         release_pages(mm)
 
     def _build_connections(self, contents: _Contents, first_id: int) -> None:
-        self._local: dict[int, Connection] = {}
+        local: dict[int, Connection] = {}
         self.definitions: list[TypeDefinition] = []
         self.skipped: list[str] = []
         for cid in sorted(contents.channels):
@@ -200,8 +172,8 @@ class McapFile(MappedChunkFile):
                 self.skipped.append(channel.topic)
                 continue
             msgtype = normalize_msgtype(schema.name)
-            self._local[cid] = Connection(
-                id=first_id + len(self._local),
+            local[cid] = Connection(
+                id=first_id + len(local),
                 topic=channel.topic,
                 msgtype=msgtype,
                 serialization=serialization,
@@ -217,8 +189,7 @@ class McapFile(MappedChunkFile):
                         serialization=serialization,
                     )
                 )
-        self.connections = tuple(self._local.values())
-        self._by_id = {c.id: cid for cid, c in self._local.items()}
+        self._index_connections(local)
 
     def _profile(self) -> str:
         try:
@@ -226,7 +197,7 @@ class McapFile(MappedChunkFile):
             if op == OP_HEADER:
                 profile, _ = _string(self._mm, len(MAGIC) + 9)
                 return profile
-        except (struct.error, _BrokenRecordError):
+        except (struct.error, BrokenRecordError):
             pass
         return ""
 
@@ -254,22 +225,24 @@ class McapFile(MappedChunkFile):
                 pos = body + length
                 if pos > stop:
                     return None
-                if op == OP_SCHEMA:
-                    sid, schema = _parse_schema(mm, body)
-                    contents.schemas[sid] = schema
-                elif op == OP_CHANNEL:
-                    cid, channel = _parse_channel(mm, body)
-                    contents.channels[cid] = channel
+                if op in (OP_SCHEMA, OP_CHANNEL):
+                    contents.add_definition(op, mm, body)
                 elif op == OP_STATISTICS:
                     stats = True
                     self._read_statistics(body, contents)
                 elif op == OP_CHUNK_INDEX:
                     contents.chunks.append(self._read_chunk_index(body))
-        except (struct.error, _BrokenRecordError):
+        except (struct.error, BrokenRecordError):
             return None
         total = sum(contents.counts.values())
         if not stats or (total > 0 and not contents.chunks):
             return None  # unchunked or statistics-less files are scanned instead
+        # Writers may leave out message indexes (the mcap library's `index_types`): such a
+        # chunk does not say which channels it holds, so it may hold any.
+        every = frozenset(contents.channels)
+        contents.chunks = [
+            c if c.ids else dataclasses.replace(c, ids=every, exact=False) for c in contents.chunks
+        ]
         return contents
 
     def _read_statistics(self, pos: int, contents: _Contents) -> None:
@@ -286,8 +259,8 @@ class McapFile(MappedChunkFile):
         mm = self._mm
         start, end, chunk_pos = struct.unpack_from("<QQQ", mm, pos)
         (length,) = _U32.unpack_from(mm, pos + 32)
-        offsets = struct.iter_unpack("<HQ", mm[pos + 36 : pos + 36 + length])
-        ids = frozenset(int(c) for c, _ in offsets)
+        pairs = struct.iter_unpack("<HQ", mm[pos + 36 : pos + 36 + length])
+        index = tuple((int(c), int(o)) for c, o in pairs)
         # Everything about the chunk's records is in its index entry: computing where they
         # start, rather than reading each chunk's header, keeps opening a log from touching a
         # page per chunk all over the file (slow on a cold cache, and resident memory after).
@@ -296,9 +269,15 @@ class McapFile(MappedChunkFile):
         # chunk record: opcode, length, start/end time, size, crc, compression, records length
         records = chunk_pos + 9 + 8 + 8 + 8 + 4 + 4 + len(compression.encode()) + 8
         stop = records + compressed_size
-        ref = _ChunkRef(
-            compression, records, min(stop, self.size), uncompressed_size, stop <= self.size
+        ref = ChunkRef(
+            compression or "none",
+            records,
+            min(stop, self.size),
+            stop <= self.size,
+            uncompressed_size,
+            index,
         )
+        ids = frozenset(c for c, _ in index)
         return ChunkSpan(start_ns=start, end_ns=end, ids=ids, position=chunk_pos, ref=ref)
 
     # -- recovery ----------------------------------------------------------------------------
@@ -316,7 +295,7 @@ class McapFile(MappedChunkFile):
             try:
                 if op == OP_CHUNK:
                     ref = _chunk_ref(mm, body, size)
-                    buf, start, stop = _chunk_buffer(mm, ref)
+                    buf, start, stop = chunk_buffer(mm, ref)
                     span = self._scan_records(buf, start, stop=stop, contents=contents)
                     if span is not None:
                         contents.chunks.append(
@@ -327,12 +306,8 @@ class McapFile(MappedChunkFile):
                         times += span[:2]
                 elif cut:
                     break
-                elif op == OP_SCHEMA:
-                    sid, schema = _parse_schema(mm, body)
-                    contents.schemas.setdefault(sid, schema)
-                elif op == OP_CHANNEL:
-                    cid, channel = _parse_channel(mm, body)
-                    contents.channels.setdefault(cid, channel)
+                elif op in (OP_SCHEMA, OP_CHANNEL):
+                    contents.add_definition(op, mm, body)
                 elif op == OP_MESSAGE:
                     cid, _, t, _ = _MSG.unpack_from(mm, body)
                     contents.loose.append((t, cid, memoryview(mm)[body + 22 : body + length]))
@@ -342,7 +317,7 @@ class McapFile(MappedChunkFile):
                     complete = True
                     pos = size
                     break
-            except (struct.error, _BrokenRecordError):
+            except (struct.error, BrokenRecordError):
                 break
             if cut:
                 break
@@ -372,13 +347,9 @@ class McapFile(MappedChunkFile):
                     ids.add(cid)
                     first = t if first < 0 else min(first, t)
                     last = max(last, t)
-                elif op == OP_SCHEMA:
-                    sid, schema = _parse_schema(buf, body)
-                    contents.schemas.setdefault(sid, schema)
-                elif op == OP_CHANNEL:
-                    cid, channel = _parse_channel(buf, body)
-                    contents.channels.setdefault(cid, channel)
-        except (struct.error, _BrokenRecordError):
+                elif op in (OP_SCHEMA, OP_CHANNEL):
+                    contents.add_definition(op, buf, body)
+        except (struct.error, BrokenRecordError):
             pass
         return (first, last, frozenset(ids)) if ids else None
 
@@ -391,23 +362,16 @@ class McapFile(MappedChunkFile):
         )
 
     # -- messages ----------------------------------------------------------------------------
-    def info(self) -> StorageInfo:
-        """Metadata from the summary (or the recovery scan)."""
+    @property
+    def total(self) -> int:
+        """Every message in the file, also on channels without a usable schema."""
+        return self._total
+
+    def _extra(self) -> dict[str, str]:
         extra = {"profile": self.profile}
         if self.skipped:
             extra["skipped_topics"] = ",".join(self.skipped)
-        return StorageInfo(
-            paths=(self.path,),
-            storage=self.storage,
-            compression=self.compression,
-            start_ns=self._start_ns,
-            end_ns=self._end_ns,
-            message_count=sum(c.count for c in self.connections),
-            size_bytes=self.size,
-            complete=self.recovery_note is None,
-            recovery_note=self.recovery_note,
-            extra=extra,
-        )
+        return extra
 
     def _load(
         self, wanted: frozenset[int], start_ns: int | None, end_ns: int | None
@@ -422,7 +386,7 @@ class McapFile(MappedChunkFile):
         def load(chunk: ChunkSpan) -> list[Entry]:
             if chunk.ref is None:
                 return [e for e in self._loose if e[1] in wanted and lo <= e[0] < hi]
-            buf, pos, stop = _chunk_buffer(mm, cast("_ChunkRef", chunk.ref))
+            buf, pos, stop = chunk_buffer(mm, cast("ChunkRef", chunk.ref))
             if buf is mm:
                 window.touched(pos, stop)
             source = view if buf is mm else memoryview(buf)
@@ -444,11 +408,8 @@ class McapFile(MappedChunkFile):
 
         return load
 
-    def messages(
-        self, ids: frozenset[int] | None, *, start_ns: int | None, end_ns: int | None
-    ) -> Iterator[RawMessage]:
-        """Raw messages of the global connection ``ids`` (None: all) in time order."""
-        wanted = self._wanted(ids)
+    def _all_chunks(self) -> list[ChunkSpan]:
+        """The chunks, plus messages outside chunks as one pseudo-chunk (``ref`` None)."""
         chunks = list(self._chunks)
         if self._loose:
             chunks.append(
@@ -459,11 +420,33 @@ class McapFile(MappedChunkFile):
                     position=0,
                 )
             )
-        return self._stream(chunks, wanted, start_ns=start_ns, end_ns=end_ns)
+        return chunks
+
+    def messages(
+        self, ids: frozenset[int] | None, *, start_ns: int | None, end_ns: int | None
+    ) -> Iterator[RawMessage]:
+        """Raw messages of the global connection ``ids`` (None: all) in time order."""
+        wanted = self._wanted(ids)
+        return self._stream(self._all_chunks(), wanted, start_ns=start_ns, end_ns=end_ns)
+
+    def _chunk_times(self, chunk: ChunkSpan, ids: frozenset[int]) -> LocalTimes:
+        """From the chunk's Message Index records, which follow it: no payload is touched.
+
+        A chunk without them (a writer may leave them out, a recovered file has none) or with
+        one that does not check out is read record by record instead.
+        """
+        ref = cast("ChunkRef | None", chunk.ref)
+        offsets = dict(ref.index) if ref is not None else {}
+        out: LocalTimes = {}
+        for cid in ids:
+            times = _message_index(self._mm, offsets[cid], cid) if cid in offsets else None
+            if times is None:
+                return self._loaded_times(chunk, ids)
+            out[cid] = times
+        return out
 
     def times(
         self, ids: frozenset[int] | None, *, ends_only: bool, progress: Progress
     ) -> TimesById:
-        """Log times per connection (see :meth:`Source.times`)."""
-        del ends_only  # the whole scan is what there is for now
-        return times_by_reading(self, ids, progress=progress)
+        """Log times per connection from the message indexes (see :meth:`Source.times`)."""
+        return self._times(self._all_chunks(), ids, ends_only=ends_only, progress=progress)

@@ -8,30 +8,25 @@ salvaging even the readable part of a half-written chunk.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import mmap
 import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-import lz4.frame  # type: ignore[import-untyped]
+import numpy as np
 
-from bagscope.replay.errors import LogOpenError
-from bagscope.replay.storage.base import (
-    Connection,
-    RawMessage,
-    StorageInfo,
-    TypeDefinition,
-    normalize_msgtype,
-    times_by_reading,
-)
+from bagscope.replay.storage.base import Connection, TypeDefinition, normalize_msgtype
 from bagscope.replay.storage.chunks import (
+    BrokenRecordError,
+    ChunkRef,
     ChunkSpan,
     Entry,
     MappedChunkFile,
     ResidentWindow,
+    chunk_buffer,
     entry_time,
+    map_file,
     release_pages,
 )
 from bagscope.replay.storage.recovery import span_text
@@ -40,18 +35,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from bagscope.replay.storage.base import Progress, TimesById
+    from bagscope.replay.storage.base import Progress, RawMessage, TimesById
+    from bagscope.replay.storage.chunks import Buffer, LocalTimes
 
 MAGIC = b"#ROSBAG V2.0\n"
 OP_MSG, OP_BAG_HEADER, OP_INDEX, OP_CHUNK, OP_CHUNK_INFO, OP_CONNECTION = 2, 3, 4, 5, 6, 7
 _U32 = struct.Struct("<I")
 _TIME = struct.Struct("<II")
-
-Buffer = bytes | mmap.mmap
-
-
-class _BrokenRecordError(Exception):
-    """A record runs past the end of its buffer or is malformed."""
+# IndexData (version 1) entries: time (sec, nsec), offset of the message in the chunk
+_INDEX_ENTRY = np.dtype([("sec", "<u4"), ("nsec", "<u4"), ("offset", "<u4")])
 
 
 def _fields(buf: Buffer, start: int, end: int) -> dict[bytes, bytes]:
@@ -60,15 +52,15 @@ def _fields(buf: Buffer, start: int, end: int) -> dict[bytes, bytes]:
     pos = start
     while pos < end:
         if pos + 4 > end:
-            raise _BrokenRecordError
+            raise BrokenRecordError
         (length,) = _U32.unpack_from(buf, pos)
         pos += 4
         stop = pos + length
         if stop > end:
-            raise _BrokenRecordError
+            raise BrokenRecordError
         eq = buf.find(b"=", pos, stop)
         if eq < 0:
-            raise _BrokenRecordError
+            raise BrokenRecordError
         out[bytes(buf[pos:eq])] = bytes(buf[eq + 1 : stop])
         pos = stop
     return out
@@ -77,11 +69,11 @@ def _fields(buf: Buffer, start: int, end: int) -> dict[bytes, bytes]:
 def _record(buf: Buffer, pos: int, end: int) -> tuple[dict[bytes, bytes], int, int, int]:
     """Header fields, data start, data end and next position of the record at ``pos``."""
     if pos + 4 > end:
-        raise _BrokenRecordError
+        raise BrokenRecordError
     (hlen,) = _U32.unpack_from(buf, pos)
     hend = pos + 4 + hlen
     if hend + 4 > end:
-        raise _BrokenRecordError
+        raise BrokenRecordError
     header = _fields(buf, pos + 4, hend)
     (dlen,) = _U32.unpack_from(buf, hend)
     dstart = hend + 4
@@ -100,42 +92,8 @@ def _u32(value: bytes) -> int:
 def _op(header: dict[bytes, bytes]) -> int:
     op = header.get(b"op")
     if not op:
-        raise _BrokenRecordError
+        raise BrokenRecordError
     return op[0]
-
-
-@dataclass(frozen=True, slots=True)
-class _ChunkRef:
-    compression: str
-    start: int  # chunk data in the file
-    end: int
-    intact: bool  # False: the file ends inside this chunk
-
-
-def _chunk_buffer(mm: mmap.mmap, ref: _ChunkRef) -> tuple[Buffer, int, int]:
-    """The chunk's uncompressed records as (buffer, start, end); uncompressed data is not copied."""
-    if ref.compression == "none":
-        return mm, ref.start, min(ref.end, len(mm))
-    buf = _decompress(memoryview(mm)[ref.start : ref.end], ref.compression, partial=not ref.intact)
-    return buf, 0, len(buf)
-
-
-def _decompress(data: memoryview, compression: str, *, partial: bool) -> bytes:
-    """Chunk payload; ``partial`` keeps whatever a cut-off stream still yields."""
-    try:
-        if compression == "bz2":
-            return bz2.BZ2Decompressor().decompress(data) if partial else bz2.decompress(data)
-        if compression == "lz4":
-            if partial:
-                return bytes(lz4.frame.LZ4FrameDecompressor().decompress(bytes(data)))
-            return bytes(lz4.frame.decompress(bytes(data)))
-    except (OSError, ValueError, RuntimeError, EOFError) as err:
-        if partial:
-            return b""
-        msg = f"corrupt {compression} chunk: {err}"
-        raise LogOpenError(msg) from err
-    msg = f"unsupported ROS1 chunk compression {compression!r}"
-    raise LogOpenError(msg)
 
 
 @dataclass(slots=True)
@@ -177,7 +135,7 @@ def _scan_chunk(
             elif op == OP_CONNECTION and conns is not None:
                 cid, conn = _connection(header, bytes(buf[dstart:dend]))
                 conns.setdefault(cid, conn)
-    except (_BrokenRecordError, KeyError, struct.error):
+    except (BrokenRecordError, KeyError, struct.error):
         return out, False
     return out, True
 
@@ -189,36 +147,27 @@ class Rosbag1File(MappedChunkFile):
 
     def __init__(self, path: Path, *, first_id: int) -> None:
         self.path = path
-        with path.open("rb") as file:
-            try:
-                self._mm = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-            except ValueError as err:
-                msg = f"{path}: empty file, not a ROS1 bag"
-                raise LogOpenError(msg) from err
+        self._mm = map_file(path, MAGIC, what="a ROS1 bag", magic_name="no '#ROSBAG V2.0' magic")
         self.size = len(self._mm)
         # Reading the index touches every chunk's header: without read-around that costs one
         # page per chunk instead of sixteen (see release_pages below).
         with contextlib.suppress(OSError, ValueError):
             self._mm.madvise(mmap.MADV_RANDOM)
-        if self._mm[: len(MAGIC)] != MAGIC:
-            self._mm.close()
-            msg = f"{path}: not a ROS1 bag (no '#ROSBAG V2.0' magic)"
-            raise LogOpenError(msg)
-        self.recovery_note: str | None = None
         state = self._read_index()
         if state is None:
             state, lost = self._scan()
             self.recovery_note = self._note(state, lost)
         self._chunks = state.chunks
+        self._start_ns = min((c.start_ns for c in self._chunks), default=0)
+        self._end_ns = max((c.end_ns for c in self._chunks), default=0)
         self.compression = (
-            "+".join(sorted({cast("_ChunkRef", c.ref).compression for c in self._chunks})) or "none"
+            "+".join(sorted({cast("ChunkRef", c.ref).compression for c in self._chunks})) or "none"
         )
-        ids = sorted(state.conns)
-        self._local: dict[int, Connection] = {}
+        local: dict[int, Connection] = {}
         self.definitions: list[TypeDefinition] = []
-        for offset, cid in enumerate(ids):
+        for offset, cid in enumerate(sorted(state.conns)):
             conn = state.conns[cid]
-            self._local[cid] = Connection(
+            local[cid] = Connection(
                 id=first_id + offset,
                 topic=conn.topic,
                 msgtype=conn.msgtype,
@@ -232,8 +181,7 @@ class Rosbag1File(MappedChunkFile):
                         msgtype=conn.msgtype, text=conn.msgdef, encoding="msg", serialization="ros1"
                     )
                 )
-        self.connections = tuple(self._local.values())
-        self._by_id = {c.id: cid for cid, c in self._local.items()}
+        self._index_connections(local)
         release_pages(self._mm)
         with contextlib.suppress(OSError, ValueError):
             self._mm.madvise(mmap.MADV_NORMAL)
@@ -242,7 +190,7 @@ class Rosbag1File(MappedChunkFile):
     def _bag_header(self) -> dict[bytes, bytes]:
         header, _, _, _ = _record(self._mm, len(MAGIC), self.size)
         if _op(header) != OP_BAG_HEADER:
-            raise _BrokenRecordError
+            raise BrokenRecordError
         return header
 
     def _read_index(self) -> _ScanState | None:
@@ -281,10 +229,10 @@ class Rosbag1File(MappedChunkFile):
                         ids=frozenset(c for c, _ in counts),
                         counts=counts,
                         position=chunk_pos,
-                        ref=_ChunkRef(compression, cdstart, cdend, intact=True),
+                        ref=ChunkRef(compression, cdstart, cdend, intact=True),
                     )
                 )
-        except (_BrokenRecordError, KeyError, struct.error, UnicodeDecodeError):
+        except (BrokenRecordError, KeyError, struct.error, UnicodeDecodeError):
             return None
         return state
 
@@ -294,19 +242,19 @@ class Rosbag1File(MappedChunkFile):
         state = _ScanState()
         try:
             _, _, _, pos = _record(self._mm, len(MAGIC), self.size)
-        except _BrokenRecordError:
+        except BrokenRecordError:
             return state, self.size - len(MAGIC)
         while pos < self.size:
             try:
                 header, dstart, dend, nxt = _record(self._mm, pos, self.size)
                 op = _op(header)
-            except (_BrokenRecordError, KeyError):
+            except (BrokenRecordError, KeyError):
                 break
             cut = dend > self.size
             if op == OP_CHUNK:
                 compression = header.get(b"compression", b"none").decode()
-                ref = _ChunkRef(compression, dstart, min(dend, self.size), not cut)
-                buf, bstart, bend = _chunk_buffer(self._mm, ref)
+                ref = ChunkRef(compression, dstart, min(dend, self.size), not cut)
+                buf, bstart, bend = chunk_buffer(self._mm, ref)
                 entries, _ = _scan_chunk(buf, bstart, bend, conns=state.conns)
                 if entries:
                     counts: dict[int, int] = {}
@@ -347,21 +295,6 @@ class Rosbag1File(MappedChunkFile):
         )
 
     # -- messages ----------------------------------------------------------------------------
-    def info(self) -> StorageInfo:
-        """Metadata from the index (or the recovery scan)."""
-        count = sum(c.count for c in self.connections)
-        return StorageInfo(
-            paths=(self.path,),
-            storage=self.storage,
-            compression=self.compression,
-            start_ns=min((c.start_ns for c in self._chunks), default=0),
-            end_ns=max((c.end_ns for c in self._chunks), default=0),
-            message_count=count,
-            size_bytes=self.size,
-            complete=self.recovery_note is None,
-            recovery_note=self.recovery_note,
-        )
-
     def _load(
         self, wanted: frozenset[int], start_ns: int | None, end_ns: int | None
     ) -> Callable[[ChunkSpan], list[Entry]]:
@@ -370,7 +303,7 @@ class Rosbag1File(MappedChunkFile):
         window = ResidentWindow(mm)
 
         def load(chunk: ChunkSpan) -> list[Entry]:
-            buf, base, stop = _chunk_buffer(mm, cast("_ChunkRef", chunk.ref))
+            buf, base, stop = chunk_buffer(mm, cast("ChunkRef", chunk.ref))
             if buf is mm:
                 window.touched(base, stop)
             source = view if buf is mm else memoryview(buf)
@@ -394,9 +327,38 @@ class Rosbag1File(MappedChunkFile):
         wanted = self._wanted(ids)
         return self._stream(self._chunks, wanted, start_ns=start_ns, end_ns=end_ns)
 
+    def _index_data(self, pos: int, counts: dict[int, int]) -> LocalTimes | None:
+        """The IndexData records at ``pos`` (one per connection of the chunk before them)."""
+        mm, out = self._mm, {}
+        try:
+            for _ in counts:
+                header, start, end, pos = _record(mm, pos, self.size)
+                if end > self.size or _op(header) != OP_INDEX or _u32(header[b"ver"]) != 1:
+                    return None
+                cid, count = _u32(header[b"conn"]), _u32(header[b"count"])
+                if counts.get(cid) != count or end - start != count * _INDEX_ENTRY.itemsize:
+                    return None
+                entries = np.frombuffer(mm, dtype=_INDEX_ENTRY, count=count, offset=start)
+                out[cid] = entries["sec"].astype(np.int64) * 1_000_000_000 + entries["nsec"]
+        except (BrokenRecordError, KeyError, struct.error):
+            return None
+        return out
+
+    def _chunk_times(self, chunk: ChunkSpan, ids: frozenset[int]) -> LocalTimes:
+        """From the IndexData records right after the chunk: nothing is decompressed.
+
+        A recovered bag is read record by record instead: its chunks were found by a scan, and
+        what it yields must be exactly what that scan found.
+        """
+        found = None
+        if self.recovery_note is None:
+            found = self._index_data(cast("ChunkRef", chunk.ref).end, dict(chunk.counts))
+        if found is None or not ids <= found.keys():
+            return self._loaded_times(chunk, ids)
+        return {cid: found[cid] for cid in ids}
+
     def times(
         self, ids: frozenset[int] | None, *, ends_only: bool, progress: Progress
     ) -> TimesById:
-        """Log times per connection (see :meth:`Source.times`)."""
-        del ends_only  # the whole scan is what there is for now
-        return times_by_reading(self, ids, progress=progress)
+        """Log times per connection from the chunks' index records (see :meth:`Source.times`)."""
+        return self._times(self._chunks, ids, ends_only=ends_only, progress=progress)
