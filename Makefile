@@ -49,6 +49,7 @@ test: lint typecheck pytest
 
 bench: setup
 	$(BIN)/python bench/replay_throughput.py
+	$(BIN)/python bench/small_messages.py
 	$(BIN)/python bench/simulate.py
 
 clean:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperArgument, TyperGroup, TyperOption
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from bagscope import __version__
@@ -70,23 +70,6 @@ def _usage_line(exc: TyperException) -> str:
     return f"{message.rstrip('.')}{hint}"
 
 
-def _words_not_python_types() -> None:
-    """Help shows an option's metavar (``DURATION``, ``N``), never ``<list[Path]>``.
-
-    typer prints a parameter's Python type beside it; our arguments and options carry metavars
-    that say what they are in words, and a flag needs none.
-    """
-    option_type = TyperOption.display_type_rich
-
-    def option_words(self: TyperOption, ctx: Any) -> str | None:
-        return None if self.is_flag else option_type(self, ctx)
-
-    TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
-    TyperOption.display_type_rich = option_words  # type: ignore[method-assign]
-
-
-_words_not_python_types()
-
 app = typer.Typer(
     cls=_ReplayGroup,
     name="replay",
@@ -95,6 +78,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="markdown",
 )
 
 
@@ -121,7 +105,7 @@ LogPaths = Annotated[
     list[Path],
     typer.Argument(
         help="Log file(s): .bag, .mcap, .db3 or a ROS2 bag directory; several are read as one.",
-        metavar="LOG",
+        metavar="LOG...",
         show_default=False,
     ),
 ]

@@ -288,7 +288,7 @@ class FrameStream:
     def _decodes(self, msg: Message, topic: str) -> bool:
         """The structural check every synced sensor message gets (pixels stay encoded)."""
         try:
-            msg.decode()
+            msg.check()
         except DecodeError as err:
             self._count_error(topic, err)
             return False

@@ -34,27 +34,42 @@ PathLike = str | Path
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TopicInfo:
-    """One topic: what the index says (type, count) and what its own times say.
+    """One topic: what the index says (type, connections) and what its own times say.
 
-    ``rate_hz`` is defined once for every command: ``(count - 1)`` intervals over the topic's
-    own first-to-last span, None for fewer than two messages (or a zero span). ``max_gap_ns``
-    and ``max_gap_start_ns`` are only known when every message time was scanned.
+    ``rate_hz`` is defined once for every command (see :mod:`bagscope.replay.rates`):
+    ``(count - 1)`` intervals over the topic's own first-to-last span, None for fewer than two
+    messages. ``max_gap_ns`` and ``max_gap_start_ns`` are only known when every message time
+    was read.
     """
 
     name: str
     msgtype: str
-    count: int
     connections: int
-    first_ns: int | None
-    last_ns: int | None
-    max_gap_ns: int | None = None
-    max_gap_start_ns: int | None = None
+    times: TopicTimes
+
+    @property
+    def count(self) -> int:
+        return self.times.count
+
+    @property
+    def first_ns(self) -> int | None:
+        return self.times.first_ns
+
+    @property
+    def last_ns(self) -> int | None:
+        return self.times.last_ns
+
+    @property
+    def max_gap_ns(self) -> int | None:
+        return self.times.max_gap_ns
+
+    @property
+    def max_gap_start_ns(self) -> int | None:
+        return self.times.max_gap_start_ns
 
     @property
     def rate_hz(self) -> float | None:
-        if self.first_ns is None or self.last_ns is None:
-            return None
-        return TopicTimes(count=self.count, first_ns=self.first_ns, last_ns=self.last_ns).rate_hz
+        return self.times.rate_hz
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -238,17 +253,15 @@ class Log:
         topics = []
         for name in sorted(by_topic):
             conns = by_topic[name]
-            seen = times.get(name)
+            seen = times.get(name) or TopicTimes(
+                count=sum(c.count for c in conns), first_ns=None, last_ns=None
+            )
             topics.append(
                 TopicInfo(
                     name=name,
                     msgtype=" | ".join(sorted({c.msgtype for c in conns})),
-                    count=seen.count if seen is not None else sum(c.count for c in conns),
                     connections=len(conns),
-                    first_ns=seen.first_ns if seen is not None else None,
-                    last_ns=seen.last_ns if seen is not None else None,
-                    max_gap_ns=seen.max_gap_ns if seen is not None and gaps else None,
-                    max_gap_start_ns=seen.max_gap_start_ns if seen is not None and gaps else None,
+                    times=seen,
                 )
             )
         return LogInfo(

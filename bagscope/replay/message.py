@@ -11,10 +11,25 @@ from typing import TYPE_CHECKING, Any
 from bagscope.replay.storage.stamps import header_stamp_ns
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from bagscope.replay.decode import Decoder
     from bagscope.replay.storage.base import Connection, RawMessage
     from bagscope.replay.types import MessageTypes
 
 _UNSET: Any = object()
+_DECODERS: Mapping[str, Decoder] | None = None
+
+
+def _decoders() -> Mapping[str, Decoder]:
+    """The decode table, imported on first use: reading metadata and stamps never needs the
+    decoders (or numpy's image stack), so `replay info` starts without them."""
+    global _DECODERS  # noqa: PLW0603 -- a one-time lazy import, then a plain lookup per message
+    if _DECODERS is None:
+        from bagscope.replay.decode import DECODERS
+
+        _DECODERS = DECODERS
+    return _DECODERS
 
 
 class Message:
@@ -92,6 +107,21 @@ class Message:
             )
         return self._payload
 
+    def check(self) -> None:
+        """Raise DecodeError if the payload is corrupt, as :meth:`decode` would, but cheaply.
+
+        Types with a CDR structural check (clouds, compressed images) are judged from their
+        bytes without building the record; others are decoded (and the record kept).
+        """
+        if self._decoded is not _UNSET:
+            return
+        entry = _decoders().get(self.msgtype)
+        if entry is None:
+            return
+        raw, check = self._raw, entry.check_cdr
+        if check is None or raw.connection.serialization != "cdr" or not check(raw.data):
+            self.decode()
+
     def decode(self) -> object:
         """bagscope's record for every type in the decode table, else the raw :attr:`payload`.
 
@@ -100,11 +130,7 @@ class Message:
         payload's structure is checked here, so a corrupt message fails now (DecodeError).
         """
         if self._decoded is _UNSET:
-            # Imported here: reading metadata and stamps never needs the decoders (or numpy's
-            # image stack), and `replay info` should start instantly.
-            from bagscope.replay.decode import DECODERS
-
-            entry = DECODERS.get(self.msgtype)
+            entry = _decoders().get(self.msgtype)
             if entry is None:
                 self._decoded = self.payload
             else:

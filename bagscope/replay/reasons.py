@@ -108,43 +108,38 @@ def _policy_reasons(
 ) -> list[str]:
     topics = list(stats.topics)
     ref = topics[0]
+    # Per other topic: each reference stamp's distance to that topic's nearest stamp.
+    near = {o: d for o in topics[1:] if (d := nearest_distances(stamps[ref], stamps[o])).size}
+    closest = {o: int(d.min()) for o, d in near.items()}
     out: list[str] = []
     if isinstance(policy, NearestSync):
         slop = format_duration(policy.slop)
-        for other in topics[1:]:
-            near = nearest_distances(stamps[ref], stamps[other])
-            if near.size and int(near.min()) > policy.slop:
+        for other, distances in near.items():
+            missed = int((distances > policy.slop).sum())
+            if closest[other] > policy.slop:
                 out.append(
-                    f"nearest {other} was {format_duration(int(near.min()))} from any {ref} "
+                    f"nearest {other} was {format_duration(closest[other])} from any {ref} "
                     f"(slop {slop}); widen --slop"
                 )
-            elif near.size and (missed := int((near > policy.slop).sum())) > _MOST * near.size:
+            elif missed > _MOST * distances.size:
                 out.append(
-                    f"{missed} of {near.size} {ref} messages had no {other} within {slop} "
-                    f"(median distance {format_duration(int(np.median(near)))})"
+                    f"{missed} of {distances.size} {ref} messages had no {other} within {slop} "
+                    f"(median distance {format_duration(int(np.median(distances)))})"
                 )
-    elif isinstance(policy, ExactTimeSync) and not stats.frames:
-        closest = min(
-            (
-                int(d.min())
-                for o in topics[1:]
-                if (d := nearest_distances(stamps[ref], stamps[o])).size
-            ),
-            default=None,
+    elif (
+        isinstance(policy, ExactTimeSync) and not stats.frames and min(closest.values(), default=0)
+    ):
+        out.append(
+            f"exact policy: stamps never coincide (closest {format_duration(min(closest.values()))}"
+            " apart) — try --policy approximate"
         )
-        if closest:
-            out.append(
-                f"exact policy: stamps never coincide (closest {format_duration(closest)} apart)"
-                " — try --policy approximate"
-            )
     elif isinstance(policy, ApproximateTimeSync) and policy.max_interval is not None:
-        for other in topics[1:]:
-            near = nearest_distances(stamps[ref], stamps[other])
-            if near.size and int(near.min()) > policy.max_interval:
-                out.append(
-                    f"closest {ref} and {other} stamps are {format_duration(int(near.min()))} "
-                    f"apart, wider than the slop {format_duration(policy.max_interval)}"
-                )
+        out += [
+            f"closest {ref} and {other} stamps are {format_duration(gap)} apart, wider than the "
+            f"slop {format_duration(policy.max_interval)}"
+            for other, gap in closest.items()
+            if gap > policy.max_interval
+        ]
     for topic in topics:
         lost = policy.dropped.get(topic, 0)  # the policy's own losses: overflows (see below)
         # A nearest reference is dropped for want of a partner (said above), not overflow.

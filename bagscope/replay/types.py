@@ -10,15 +10,7 @@ its metadata never pays for parsing definitions.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from rosbags.typesys import (
-    Stores,
-    TypesysError,
-    get_types_from_idl,
-    get_types_from_msg,
-    get_typestore,
-)
+from typing import TYPE_CHECKING, Any
 
 from bagscope.replay.errors import DecodeError, ReplayError, UnknownTypeError
 
@@ -33,38 +25,65 @@ if TYPE_CHECKING:
 
 HEADER = "std_msgs/msg/Header"
 
-STORE_NAMES: Mapping[str, Stores] = {
-    "noetic": Stores.ROS1_NOETIC,
-    "dashing": Stores.ROS2_DASHING,
-    "eloquent": Stores.ROS2_ELOQUENT,
-    "foxy": Stores.ROS2_FOXY,
-    "galactic": Stores.ROS2_GALACTIC,
-    "humble": Stores.ROS2_HUMBLE,
-    "iron": Stores.ROS2_IRON,
-    "jazzy": Stores.ROS2_JAZZY,
-    "kilted": Stores.ROS2_KILTED,
-    "lyrical": Stores.ROS2_LYRICAL,
-    "latest": Stores.LATEST,
+# Short names users type -> rosbags `Stores` values (rosbags itself is imported only when a
+# store is really built: reading stamps and the hot sensor types never needs it).
+STORE_NAMES: Mapping[str, str] = {
+    "noetic": "ros1_noetic",
+    "dashing": "ros2_dashing",
+    "eloquent": "ros2_eloquent",
+    "foxy": "ros2_foxy",
+    "galactic": "ros2_galactic",
+    "humble": "ros2_humble",
+    "iron": "ros2_iron",
+    "jazzy": "ros2_jazzy",
+    "kilted": "ros2_kilted",
+    "lyrical": "ros2_lyrical",
+    "latest": "latest",
 }
+_HEADER_SPELLINGS = frozenset({"Header", "std_msgs/Header", HEADER})
+_SEPARATOR = "=" * 80
 DEFAULT_STORES: Mapping[Serialization, str] = {"cdr": "humble", "ros1": "noetic"}
 
 
-def resolve_store(name: str) -> tuple[str, Stores]:
+def resolve_store(name: str) -> tuple[str, str]:
     """Map a user's typestore name (``humble``, ``ros2_humble``, ``ROS2_HUMBLE``) to rosbags'."""
     key = name.strip().lower()
     for short, store in STORE_NAMES.items():
-        if key in (short, store.value):
+        if key in (short, store):
             return short, store
     choices = ", ".join(STORE_NAMES)
     msg = f"unknown typestore {name!r}; choose one of: {choices}"
     raise ReplayError(msg)
 
 
-def _family(store: Stores) -> Serialization:
-    return "ros1" if store.value.startswith("ros1") else "cdr"
+def _family(store: str) -> Serialization:
+    return "ros1" if store.startswith("ros1") else "cdr"
+
+
+def _typestore(store: str) -> Typestore:
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores(store))
+
+
+def header_first_in_text(text: str) -> bool:
+    """Whether a ``.msg`` definition's first field is a Header, read from the text itself.
+
+    The log carries its definitions as text; the first field line (comments, blank lines and
+    constants skipped, before the first nested ``MSG:`` section) says it. Parsing that line is
+    all a replay needs to read header stamps, where building a typestore costs milliseconds.
+    """
+    for raw_line in text.split(_SEPARATOR, 1)[0].splitlines():
+        line = raw_line.split("#", 1)[0].strip()
+        if not line or "=" in line:
+            continue
+        return line.split()[0] in _HEADER_SPELLINGS
+    return False
 
 
 def _types_from_definition(definition: TypeDefinition) -> Typesdict:
+    from rosbags.typesys import get_types_from_idl, get_types_from_msg
+
     if definition.encoding == "msg":
         return dict(get_types_from_msg(definition.text, definition.msgtype))  # type: ignore[arg-type]
     sep = "=" * 80 + "\n"
@@ -79,6 +98,8 @@ def _types_from_definition(definition: TypeDefinition) -> Typesdict:
 
 def load_msg_paths(msg_paths: Iterable[Path]) -> Typesdict:
     """Parse every ``.msg``/``.idl`` below the given directories (type name from the path)."""
+    from rosbags.typesys import get_types_from_idl, get_types_from_msg
+
     types: Typesdict = {}
     for root in msg_paths:
         root_path = Path(root)
@@ -113,12 +134,14 @@ class MessageTypes:
         msg_paths: Sequence[Path] = (),
     ) -> None:
         self._definitions = list(definitions)
-        self._chosen: tuple[str, Stores] | None = resolve_store(typestore) if typestore else None
+        self._chosen: tuple[str, str] | None = resolve_store(typestore) if typestore else None
         self._user_types = load_msg_paths(msg_paths)
         self._log_stores: dict[Serialization, Typestore] = {}
         self._base_stores: dict[Serialization, Typestore] = {}
         self._resolved: dict[tuple[str, Serialization], Typestore | None] = {}
         self._header_first: dict[tuple[str, Serialization], bool] = {}
+        self._parsed: dict[Serialization, Typesdict] = {}
+        self._msg_texts: dict[tuple[str, Serialization], str] | None = None
 
     def add_definitions(self, definitions: Iterable[TypeDefinition]) -> None:
         """Add definitions found in the log (before the first decode)."""
@@ -126,6 +149,8 @@ class MessageTypes:
         self._log_stores.clear()
         self._resolved.clear()
         self._header_first.clear()
+        self._parsed.clear()
+        self._msg_texts = None
 
     def store_name(self, serialization: Serialization) -> str:
         """The fallback typestore's short name for this serialization."""
@@ -133,28 +158,43 @@ class MessageTypes:
             return self._chosen[0]
         return DEFAULT_STORES[serialization]
 
-    def _log_store(self, serialization: Serialization) -> Typestore:
-        store = self._log_stores.get(serialization)
-        if store is None:
-            store = get_typestore(Stores.EMPTY)
-            types: Typesdict = {}
+    def _texts(self) -> dict[tuple[str, Serialization], str]:
+        """The log's ``.msg`` definition texts by (type, serialization), first one wins."""
+        if self._msg_texts is None:
+            self._msg_texts = {}
+            for d in self._definitions:
+                if d.encoding == "msg":
+                    self._msg_texts.setdefault((d.msgtype, d.serialization), d.text)
+        return self._msg_texts
+
+    def _log_types(self, serialization: Serialization) -> Typesdict:
+        """The log's own definitions, parsed (not yet compiled into a typestore)."""
+        types = self._parsed.get(serialization)
+        if types is None:
+            types = self._parsed[serialization] = {}
             for definition in self._definitions:
                 if definition.serialization != serialization or definition.msgtype in types:
                     continue
                 try:
                     found = _types_from_definition(definition)
-                except Exception:
+                except Exception:  # rosbags' parsers raise several unrelated types
                     continue
                 for name, value in found.items():
                     types.setdefault(name, value)
-            _register(store, types)
+        return types
+
+    def _log_store(self, serialization: Serialization) -> Typestore:
+        store = self._log_stores.get(serialization)
+        if store is None:
+            store = _typestore("empty")
+            _register(store, self._log_types(serialization))
             self._log_stores[serialization] = store
         return store
 
     def _base_store(self, serialization: Serialization) -> Typestore:
         store = self._base_stores.get(serialization)
         if store is None:
-            store = get_typestore(STORE_NAMES[self.store_name(serialization)])
+            store = _typestore(STORE_NAMES[self.store_name(serialization)])
             _register(store, self._user_types)
             self._base_stores[serialization] = store
         return store
@@ -216,14 +256,27 @@ class MessageTypes:
         key = (msgtype, serialization)
         known = self._header_first.get(key)
         if known is None:
-            store = self.store_for(msgtype, serialization)
-            fields = store.fielddefs[msgtype][1] if store is not None else []
-            known = self._header_first[key] = bool(fields) and fields[0][1][1] == HEADER
+            # The log's own text is enough: parsing definitions and registering (compiling) a
+            # typestore is left to the first message that really needs deserialising.
+            text = self._texts().get(key)
+            if text is not None:
+                known = header_first_in_text(text)
+            else:
+                parsed = self._log_types(serialization).get(msgtype)
+                if parsed is not None:
+                    fields: Any = parsed[1]
+                else:
+                    store = self.store_for(msgtype, serialization)
+                    fields = store.fielddefs[msgtype][1] if store is not None else []
+                known = bool(fields) and fields[0][1][1] == HEADER
+            self._header_first[key] = known
         return known
 
 
 def _register(store: Typestore, types: Typesdict) -> None:
     """Add ``types`` the store lacks; keep what it has (first definition wins)."""
+    from rosbags.typesys import TypesysError
+
     new = {k: v for k, v in types.items() if k not in store.fielddefs}
     if not new:
         return

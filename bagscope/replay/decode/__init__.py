@@ -13,7 +13,12 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from bagscope.replay.decode.camera import CameraModel, decode_camera_info
-from bagscope.replay.decode.cdr import parse_compressed_image, parse_pointcloud2
+from bagscope.replay.decode.cdr import (
+    check_compressed_image,
+    check_pointcloud2,
+    parse_compressed_image,
+    parse_pointcloud2,
+)
 from bagscope.replay.decode.compressed import decode_compressed_image
 from bagscope.replay.decode.image import CameraImage, decode_image
 from bagscope.replay.decode.pointcloud import PointCloud, decode_pointcloud
@@ -42,23 +47,33 @@ class Decoder:
     ``decode`` takes the rosbags-shaped message and checks the payload's structure (sizes,
     image markers) without decoding pixels; ``parse_cdr`` reads the few fields ``decode`` needs
     straight from little-endian CDR bytes and returns None when it cannot (rosbags then
-    deserializes). ``slot``: ``cloud``/``image`` are frame members, ``camera`` is the CameraInfo
-    a frame attaches to its image, ``record`` is a small sensor sample analyzers stack over time.
+    deserializes). ``check_cdr`` gives ``decode``'s verdict on the payload's structure straight
+    from CDR bytes without building the record (True: fine; False: cannot tell, decode to
+    find out; DecodeError: corrupt). ``slot``: ``cloud``/``image`` are frame members,
+    ``camera`` is the CameraInfo a frame attaches to its image, ``record`` is a small sensor
+    sample analyzers stack over time.
     """
 
     decode: Callable[[Any], object]
     slot: Slot
     parse_cdr: Callable[[bytes | memoryview], object | None] | None = None
+    check_cdr: Callable[[bytes | memoryview], bool] | None = None
 
 
 DECODERS: Mapping[str, Decoder] = MappingProxyType(
     {
         "sensor_msgs/msg/PointCloud2": Decoder(
-            decode=decode_pointcloud, slot="cloud", parse_cdr=parse_pointcloud2
+            decode=decode_pointcloud,
+            slot="cloud",
+            parse_cdr=parse_pointcloud2,
+            check_cdr=check_pointcloud2,
         ),
         "sensor_msgs/msg/Image": Decoder(decode=decode_image, slot="image"),
         "sensor_msgs/msg/CompressedImage": Decoder(
-            decode=decode_compressed_image, slot="image", parse_cdr=parse_compressed_image
+            decode=decode_compressed_image,
+            slot="image",
+            parse_cdr=parse_compressed_image,
+            check_cdr=check_compressed_image,
         ),
         "sensor_msgs/msg/CameraInfo": Decoder(decode=decode_camera_info, slot="camera"),
         "sensor_msgs/msg/Imu": Decoder(decode=decode_imu, slot="record"),

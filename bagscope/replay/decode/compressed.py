@@ -15,8 +15,6 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import simplejpeg
-from PIL import Image as PILImage
 
 from bagscope.replay.decode.image import CameraImage, as_uint8_buffer
 from bagscope.replay.decode.stamp import header_fields
@@ -27,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from numpy.typing import NDArray
+    from PIL import Image as PILImage
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -39,19 +38,7 @@ def decode_compressed_image(msg: Any) -> CameraImage:
     """Check a rosbags ``sensor_msgs/CompressedImage`` now; decode its pixels on first access."""
     stamp_ns, frame_id = header_fields(msg)
     fmt = str(msg.format)
-    buf = as_uint8_buffer(msg.data)
-    if "compresseddepth" in fmt.lower():
-        height, width, loader = _compressed_depth(buf, fmt)
-    elif buf[: len(JPEG_MAGIC)].tobytes() == JPEG_MAGIC:
-        check_jpeg(buf, fmt)
-        height, width, loader = _jpeg(buf, fmt)
-    elif buf[: len(PNG_MAGIC)].tobytes() == PNG_MAGIC:
-        check_png(buf, fmt)
-        width, height = png_size(buf, fmt)
-        loader = _png_loader(buf, fmt)
-    else:
-        msg_ = f"compressed image ({fmt!r}, {buf.size} bytes) is neither JPEG nor PNG"
-        raise DecodeError(msg_)
+    height, width, loader = inspect_compressed(as_uint8_buffer(msg.data), fmt)
     return CameraImage(
         frame_id=frame_id,
         stamp_ns=stamp_ns,
@@ -63,15 +50,30 @@ def decode_compressed_image(msg: Any) -> CameraImage:
     )
 
 
-def _jpeg(buf: NDArray[np.uint8], fmt: str) -> tuple[int, int, Callable[[], NDArray[Any]]]:
-    try:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(buf)
-    except ValueError as err:
-        msg = f"cannot read JPEG header of compressed image ({fmt!r}): {err}"
-        raise DecodeError(msg) from err
-    mono = str(colorspace).lower() == "gray"
+def inspect_compressed(
+    buf: NDArray[np.uint8], fmt: str
+) -> tuple[int, int, Callable[[], NDArray[Any]]]:
+    """``(height, width, pixel loader)`` of a compressed payload whose structure checks out.
 
+    Raises :class:`DecodeError` for anything cut short or unrecognised; decodes no pixel.
+    """
+    if "compresseddepth" in fmt.lower():
+        return _compressed_depth(buf, fmt)
+    if buf[: len(JPEG_MAGIC)].tobytes() == JPEG_MAGIC:
+        height, width, components = check_jpeg(buf, fmt)
+        return height, width, _jpeg_loader(buf, fmt, mono=components == 1)
+    if buf[: len(PNG_MAGIC)].tobytes() == PNG_MAGIC:
+        check_png(buf, fmt)
+        width, height = png_size(buf, fmt)
+        return height, width, _png_loader(buf, fmt)
+    msg = f"compressed image ({fmt!r}, {buf.size} bytes) is neither JPEG nor PNG"
+    raise DecodeError(msg)
+
+
+def _jpeg_loader(buf: NDArray[np.uint8], fmt: str, *, mono: bool) -> Callable[[], NDArray[Any]]:
     def load() -> NDArray[Any]:
+        import simplejpeg  # only when pixels are wanted: checking a JPEG needs no codec
+
         try:
             pixels = simplejpeg.decode_jpeg(buf, colorspace="GRAY" if mono else "RGB")
         except ValueError as err:
@@ -79,7 +81,7 @@ def _jpeg(buf: NDArray[np.uint8], fmt: str) -> tuple[int, int, Callable[[], NDAr
             raise DecodeError(msg) from err
         return np.asarray(pixels[..., 0] if mono else pixels)
 
-    return int(height), int(width), load
+    return load
 
 
 def png_size(buf: NDArray[np.uint8], fmt: str) -> tuple[int, int]:
@@ -95,6 +97,8 @@ def png_size(buf: NDArray[np.uint8], fmt: str) -> tuple[int, int]:
 
 def decode_png(data: NDArray[np.uint8], fmt: str) -> NDArray[Any]:
     """Decode PNG bytes to ``(H, W)`` mono/16-bit or ``(H, W, 3|4)`` RGB(A), native order."""
+    from PIL import Image as PILImage  # imported on first PNG: most logs carry none
+
     try:
         with PILImage.open(io.BytesIO(data.tobytes())) as source:
             source.load()

@@ -8,12 +8,14 @@ byte is copied until a caller asks for a contiguous ``xyz``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bagscope.replay.decode.cdr import check_cloud_sizes
 from bagscope.replay.decode.stamp import header_fields
 from bagscope.replay.errors import DecodeError
 
@@ -156,7 +158,18 @@ class PointCloud:
 
 
 def pointcloud_dtype(fields: Any, *, point_step: int, is_bigendian: bool) -> np.dtype[np.void]:
-    """Build the structured dtype that ``fields`` describe, padded to ``point_step``.
+    """Build the structured dtype that ``fields`` describe (cached per layout: a sensor sends
+    the same fields in every message, and building a dtype costs more than the rest of
+    decoding a cloud)."""
+    layout = tuple((str(f.name), int(f.offset), int(f.datatype), int(f.count)) for f in fields)
+    return _layout_dtype(layout, point_step, is_bigendian)
+
+
+@functools.lru_cache(maxsize=256)
+def _layout_dtype(
+    fields: tuple[tuple[str, int, int, int], ...], point_step: int, is_bigendian: bool
+) -> np.dtype[np.void]:
+    """The structured dtype that ``fields`` describe, padded to ``point_step``.
 
     Explicit offsets and ``itemsize`` let numpy skip padding between fields and after the last
     one, which is how most drivers align points to 16 or 32 bytes.
@@ -165,25 +178,24 @@ def pointcloud_dtype(fields: Any, *, point_step: int, is_bigendian: bool) -> np.
     names: list[str] = []
     formats: list[Any] = []
     offsets: list[int] = []
-    for pf in fields:
-        name = str(pf.name)
-        code = POINTFIELD_DTYPES.get(int(pf.datatype))
+    for name, field_offset, datatype, field_count in fields:
+        code = POINTFIELD_DTYPES.get(datatype)
         if code is None:
-            msg = f"point field {name!r} has unknown datatype {pf.datatype} (expected 1..8)"
+            msg = f"point field {name!r} has unknown datatype {datatype} (expected 1..8)"
             raise DecodeError(msg)
         if name in names:
             msg = f"point field {name!r} appears twice"
             raise DecodeError(msg)
         # count 0 is written by some drivers to mean a scalar, as count 1 does.
-        count = max(int(pf.count), 1)
+        count = max(field_count, 1)
         scalar = np.dtype(order + code)
-        end = int(pf.offset) + scalar.itemsize * count
+        end = field_offset + scalar.itemsize * count
         if end > point_step:
             msg = f"point field {name!r} ends at byte {end}, beyond point_step {point_step}"
             raise DecodeError(msg)
         names.append(name)
         formats.append(scalar if count == 1 else (scalar, (count,)))
-        offsets.append(int(pf.offset))
+        offsets.append(field_offset)
     spec = {"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step}
     try:
         return np.dtype(spec)  # type: ignore[call-overload, no-any-return]
@@ -205,15 +217,9 @@ def decode_pointcloud(msg: Any) -> PointCloud:
     height, width = int(msg.height), int(msg.width)
     point_step, row_step = int(msg.point_step), int(msg.row_step)
     buf = _as_bytes_array(msg.data)
-    if row_step < width * point_step:
-        msg_ = f"row_step {row_step} < width {width} × point_step {point_step}"
-        raise DecodeError(msg_)
-    if buf.size != row_step * height:
-        msg_ = (
-            f"point cloud data has {buf.size} bytes, expected row_step {row_step} × "
-            f"height {height} = {row_step * height}"
-        )
-        raise DecodeError(msg_)
+    check_cloud_sizes(
+        height=height, width=width, point_step=point_step, row_step=row_step, size=buf.size
+    )
     dtype = pointcloud_dtype(msg.fields, point_step=point_step, is_bigendian=bool(msg.is_bigendian))
     shape: tuple[int, ...]
     strides: tuple[int, ...]

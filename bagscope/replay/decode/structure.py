@@ -18,9 +18,12 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 _U16_BE = struct.Struct(">H")
+_SOF_FIELDS = struct.Struct(">HHB")  # height, width, components (after the sample precision)
 _PNG_CHUNK = struct.Struct(">I4s")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SOS, _EOI = 0xDA, 0xD9
+# Start-of-frame markers (baseline, progressive, lossless, arithmetic), not DHT/JPG/DAC.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers without a length field: TEM, RST0..7, SOI, EOI.
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8), 0xD8, _EOI})
 # An encoder may pad after EOI; entropy-coded data never holds FF D9, so a short tail search
@@ -28,11 +31,13 @@ _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8), 0xD8, _EOI})
 _EOI_TAIL = 64
 
 
-def check_jpeg(buf: NDArray[np.uint8], fmt: str) -> None:
-    """Raise :class:`DecodeError` unless the JPEG's headers are whole and it ends with EOI."""
+def check_jpeg(buf: NDArray[np.uint8], fmt: str) -> tuple[int, int, int]:
+    """``(height, width, components)`` from the frame header, once the JPEG's headers are
+    whole and it ends with EOI; :class:`DecodeError` otherwise."""
     data = buf.data
     size = buf.size
     pos = 2  # after SOI
+    frame: tuple[int, int, int] | None = None
     while True:
         if pos + 4 > size:
             _broken(fmt, size, "headers run past the end of the data")
@@ -46,13 +51,20 @@ def check_jpeg(buf: NDArray[np.uint8], fmt: str) -> None:
             pos += 2
             continue
         (length,) = _U16_BE.unpack_from(data, pos + 2)
+        if marker in _SOF and pos + 10 <= size:
+            height, width, components = _SOF_FIELDS.unpack_from(data, pos + 5)
+            frame = (height, width, components)
         pos += 2 + length
         if length < 2 or pos > size:
             _broken(fmt, size, f"segment {marker:#04x} runs past the end of the data")
         if marker == _SOS:
             break
+    if frame is None:
+        _broken(fmt, size, "no frame header before the image data")
+        raise AssertionError  # pragma: no cover - _broken raises
     if b"\xff\xd9" not in data[-_EOI_TAIL:].tobytes():
         _broken(fmt, size, "no end-of-image marker (cut short?)")
+    return frame
 
 
 def check_png(buf: NDArray[np.uint8], fmt: str) -> None:
