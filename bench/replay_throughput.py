@@ -25,6 +25,7 @@ shorter and the full log, to show memory stays flat as logs grow:
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import resource
 import shutil
@@ -272,6 +273,9 @@ def main() -> None:
     if args.child:
         child(args.child[0], Path(args.child[1]))
         return
+    # Byte-compile bagscope as an installed wheel would be: with PYTHONDONTWRITEBYTECODE set
+    # (as on some CI machines) an editable install recompiles every module on every start.
+    compileall.compile_dir(Path(__file__).resolve().parents[1] / "bagscope", quiet=1)
     path = ensure_log(args.seconds)
     short = ensure_log(args.short)
     warm(path)

@@ -21,6 +21,7 @@ from bagscope.replay.errors import DecodeError, ReplayError, SyncError
 from bagscope.replay.frame import DecodedByTopic, Frame
 from bagscope.replay.log import resolve_topic
 from bagscope.replay.reasons import explain
+from bagscope.replay.storage.stamps import header_stamp_ns
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -153,6 +154,26 @@ class FrameStats:
         }
 
 
+def _stamp_reader(first: Message, *, header: bool) -> Callable[[Message], int]:
+    """How to read the sync stamp of every message of ``first``'s connection.
+
+    Decided once per connection (whether its type starts with a Header does not change), so
+    the per-message work is one struct read: this runs for every message of a synced topic.
+    """
+    if not header or first.header_stamp_ns is None:
+        return _log_time
+    serialization = first.connection.serialization
+
+    def from_header(msg: Message) -> int:
+        return header_stamp_ns(msg.data, serialization)
+
+    return from_header
+
+
+def _log_time(msg: Message) -> int:
+    return msg.log_time_ns
+
+
 class FrameStream:
     """An iterator of `Frame`s whose ``stats`` are complete once it is exhausted.
 
@@ -166,7 +187,7 @@ class FrameStream:
         *,
         read: Callable[[Sequence[str]], Iterable[Message]],
         connections: Sequence[Connection],
-        sync: SyncPolicy[Message],
+        sync: SyncPolicy[Any],
         tf: Callable[[], TransformBuffer | None],
         stamp_source: StampSource = "header",
         strict: bool = False,
@@ -182,7 +203,8 @@ class FrameStream:
         self._kinds = kinds
         self._read = read
         self._tf = tf
-        self.stats = FrameStats(topics=tuple(sync.topics))
+        self._stats = FrameStats(topics=tuple(sync.topics))
+        self._counts = [0] * len(sync.topics)
         self._stamps: list[array[int]] = [array("q") for _ in sync.topics]
         # Stamps of the messages the policy passed over, judged against the frames at the end.
         self._passed_over: list[array[int]] = [array("q") for _ in sync.topics]
@@ -220,14 +242,25 @@ class FrameStream:
             and self._kinds[info] in CAMERA_INFO_TYPES
         }
         info_topics = set(info_for.values())
-        tf_buffer = self._tf()
         latest_info: dict[str, CameraModel] = {}
-        counts = [0] * len(policy_topics)
+        slots = [self._kinds[t] for t in self._recorded]
+        context = _FrameContext(
+            topics=policy_topics,
+            clouds=tuple(t for t, k in zip(policy_topics, slots, strict=True) if k in CLOUD_TYPES),
+            images=tuple(t for t, k in zip(policy_topics, slots, strict=True) if k in IMAGE_TYPES),
+            info_for=info_for,
+            latest_info=latest_info,
+            tf=self._tf(),
+        )
+        counts = self._counts
         stamps = self._stamps
         build = self._frame
+        add = sync.add
+        readers: dict[int, Callable[[Message], int]] = {}  # per connection id
         try:
             for msg in self._read(sorted({*self._recorded, *info_topics})):
-                topic = msg.topic
+                conn = msg.connection
+                topic = conn.topic
                 i = index.get(topic)
                 if i is not None:
                     counts[i] += 1
@@ -239,28 +272,36 @@ class FrameStream:
                         continue
                 if i is None or (checked[i] and not self._decodes(msg, policy_topics[i])):
                     continue
-                stamp = msg.stamp_ns("header" if by_header[i] else "log")
+                read = readers.get(conn.id)
+                if read is None:
+                    read = readers[conn.id] = _stamp_reader(msg, header=by_header[i])
+                stamp = read(msg)
                 stamps[i].append(stamp)
-                for members in sync.add(policy_topics[i], stamp, msg):
-                    yield build(members, info_for, latest_info, tf_buffer)
-                    self._books(counts)
+                for members in add(policy_topics[i], stamp, (msg, stamp)):
+                    yield build(members, context)
             for members in sync.flush():
-                yield build(members, info_for, latest_info, tf_buffer)
-            self._books(counts, final=True)
+                yield build(members, context)
+            self._books(final=True)
         finally:
-            self._books(counts)
+            self._books()
             self._explain()
 
-    def _books(self, counts: list[int], *, final: bool = False) -> None:
-        """Bring the stats up to date (also while streaming, in case the consumer stops).
+    @property
+    def stats(self) -> FrameStats:
+        """The score so far; complete (and explained) once the stream is exhausted."""
+        self._books()
+        return self._stats
+
+    def _books(self, *, final: bool = False) -> None:
+        """Bring the stats up to date (on demand, so a consumer that stops early reads them).
 
         At the end, a message the policy passed over where no frame was made (a stretch with
         no frames) moves from *not needed* to *dropped*: no frame was possible for it.
         """
         if self._final:
             return
-        stats, sync = self.stats, self.sync
-        for topic, n in zip(sync.topics, counts, strict=True):
+        stats, sync = self._stats, self.sync
+        for topic, n in zip(sync.topics, self._counts, strict=True):
             stats.messages[topic] = n
         used, not_needed, dropped = sync.used, sync.not_needed, sync.dropped
         if final:
@@ -275,8 +316,8 @@ class FrameStream:
 
     def _explain(self) -> None:
         topics = self.sync.topics
-        self.stats.reasons = explain(
-            self.stats,
+        self._stats.reasons = explain(
+            self._stats,
             self.sync,
             stamps={
                 t: np.frombuffer(a, dtype=np.int64)
@@ -297,41 +338,50 @@ class FrameStream:
     def _count_error(self, topic: str, err: DecodeError) -> None:
         if self.strict:
             raise err
-        self.stats.decode_errors[topic] += 1
-        self.stats.first_decode_error.setdefault(topic, str(err))
+        self._stats.decode_errors[topic] += 1
+        self._stats.first_decode_error.setdefault(topic, str(err))
 
-    def _frame(  # noqa: PLR0917 -- called once per frame, positionally, on the hot path
+    def _frame(
         self,
-        members: tuple[Message, ...],
-        info_for: Mapping[str, str],
-        latest_info: Mapping[str, CameraModel],
-        tf_buffer: TransformBuffer | None,
+        members: tuple[tuple[Message, int], ...],
+        context: _FrameContext,
     ) -> Frame:
-        topics = self.sync.topics
-        messages = dict(zip(topics, members, strict=True))
-        stamps = {
-            t: m.stamp_ns(s) for (t, m), s in zip(messages.items(), self._sources, strict=True)
-        }
-        t = stamps[topics[0]]
-        clouds = {k: m for k, m in messages.items() if m.msgtype in CLOUD_TYPES}
-        images = {k: m for k, m in messages.items() if m.msgtype in IMAGE_TYPES}
-        cameras = {
-            image: latest_info[info] for image, info in info_for.items() if info in latest_info
-        }
+        """One frame from a policy's set of (message, stamp) members: built once per frame,
+        so it only fills dicts; anything expensive stays lazy in the frame."""
+        messages: dict[str, Message] = {}
+        stamps: dict[str, int] = {}
+        for topic, (msg, stamp) in zip(context.topics, members, strict=True):
+            messages[topic] = msg
+            stamps[topic] = stamp
+        t = members[0][1]
+        latest = context.latest_info
+        stats = self._stats
         frame = Frame(
             t_ns=t,
-            index=self.stats.frames,
+            index=stats.frames,
             messages=messages,
             stamps_ns=stamps,
-            clouds=DecodedByTopic(clouds),
-            images=DecodedByTopic(images),
-            cameras=cameras,
-            tf=tf_buffer.at(t) if tf_buffer is not None else None,
+            clouds=DecodedByTopic({k: messages[k] for k in context.clouds}),
+            images=DecodedByTopic({k: messages[k] for k in context.images}),
+            cameras={k: latest[i] for k, i in context.info_for.items() if i in latest},
+            tf=context.tf.at(t) if context.tf is not None else None,
         )
-        self.stats.frames += 1
-        self.stats.skews_ns.append(frame.skew_ns)
-        self.stats.frame_times_ns.append(t)
+        stats.frames += 1
+        stats.skews_ns.append(max(stamps.values()) - min(stamps.values()))
+        stats.frame_times_ns.append(t)
         return frame
+
+
+@dataclass(slots=True, kw_only=True)
+class _FrameContext:
+    """What every frame of one stream shares: its topics by slot, camera infos, the TF."""
+
+    topics: tuple[str, ...]
+    clouds: tuple[str, ...]
+    images: tuple[str, ...]
+    info_for: Mapping[str, str]
+    latest_info: dict[str, CameraModel]
+    tf: TransformBuffer | None
 
 
 __all__ = [

@@ -620,16 +620,22 @@ class NearestSync(_Bookkeeping, Generic[T]):
             if len(self._pending) > self._queue_size:
                 self._decide(self._pop_reference(), out)
         else:
-            buffer = self._buffers[i - 1]
+            k = i - 1
+            buffer = self._buffers[k]
             buffer.append(_Held(stamp_ns, item))
-            newest = self._newest[i - 1]
+            newest = self._newest[k]
             if newest is None or stamp_ns > newest:
-                self._newest[i - 1] = stamp_ns
+                self._newest[k] = stamp_ns
             if len(buffer) > self._queue_size:
-                self._discard_front(i - 1, overflow=True)
+                self._discard_front(k, overflow=True)
+        decided = False
         while self._pending and self._is_final(self._pending[0][1]):
             self._decide(self._pop_reference(), out)
-        self._prune()
+            decided = True
+        if i == 0 or decided:
+            self._prune()  # the pending references changed: every buffer may shrink
+        else:
+            self._prune_buffer(i - 1)  # only the buffer that grew
         return out
 
     def flush(self) -> list[tuple[T, ...]]:
@@ -660,7 +666,10 @@ class NearestSync(_Bookkeeping, Generic[T]):
 
     def _is_final(self, stamp: int) -> bool:
         horizon = stamp + self._slop
-        return all(newest is not None and newest > horizon for newest in self._newest)
+        for newest in self._newest:  # noqa: SIM110 -- a plain loop: this runs per message
+            if newest is None or newest <= horizon:
+                return False
+        return True
 
     def _decide(self, reference: tuple[int, T], out: list[tuple[T, ...]]) -> None:
         stamp, item = reference
@@ -688,20 +697,25 @@ class NearestSync(_Bookkeeping, Generic[T]):
 
     def _prune(self) -> None:
         """Forget partners that no pending or later reference can pick (stamps grow per topic)."""
+        for k in range(len(self._buffers)):
+            self._prune_buffer(k)
+
+    def _prune_buffer(self, k: int) -> None:
         if self._lows:
             low = self._lows[0][1]
         elif self._last_reference is not None:
             low = self._last_reference
         else:
             return
-        for k, buffer in enumerate(self._buffers):
-            while buffer:
-                front = buffer[0].stamp
-                too_old = front < low - self._slop
-                beaten = len(buffer) > 1 and front < buffer[1].stamp <= low
-                if not (too_old or beaten):
-                    break
-                self._discard_front(k, overflow=False)
+        buffer = self._buffers[k]
+        oldest_useful = low - self._slop
+        while buffer:
+            front = buffer[0].stamp
+            too_old = front < oldest_useful
+            beaten = len(buffer) > 1 and front < buffer[1].stamp <= low
+            if not (too_old or beaten):
+                break
+            self._discard_front(k, overflow=False)
 
     def _discard_front(self, k: int, *, overflow: bool) -> None:
         held = self._buffers[k].popleft()

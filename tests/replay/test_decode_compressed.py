@@ -190,3 +190,13 @@ def test_padding_after_the_jpeg_end_marker_is_accepted() -> None:
     jpeg = simplejpeg.encode_jpeg(smooth_rgb(), quality=95, colorspace="RGB")
     image = decode_compressed_image(make_msg(jpeg + b"\x00" * 16, "jpeg"))
     assert image.pixels.shape == (48, 64, 3)
+
+
+def test_known_headers_still_need_the_whole_image() -> None:
+    """Once a camera's headers are known, a cut frame with those headers is still caught."""
+    jpeg = simplejpeg.encode_jpeg(smooth_rgb(), quality=95, colorspace="RGB")
+    assert decode_compressed_image(make_msg(jpeg, "jpeg")).width == 64  # headers now known
+    with pytest.raises(DecodeError, match="no end-of-image marker"):
+        decode_compressed_image(make_msg(jpeg[: len(jpeg) // 2], "jpeg"))
+    with pytest.raises(DecodeError, match="runs past the end"):
+        decode_compressed_image(make_msg(jpeg[:100], "jpeg"))  # cut inside the known headers

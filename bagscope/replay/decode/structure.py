@@ -29,13 +29,25 @@ _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8), 0xD8, _EOI})
 # An encoder may pad after EOI; entropy-coded data never holds FF D9, so a short tail search
 # cannot be fooled by image data.
 _EOI_TAIL = 64
+# Headers (everything up to the image data) seen to be whole, with their frame size: a few
+# cameras' worth.
+_KNOWN_HEADERS: dict[bytes, tuple[int, int, int]] = {}
+_MAX_KNOWN_HEADERS = 16
 
 
 def check_jpeg(buf: NDArray[np.uint8], fmt: str) -> tuple[int, int, int]:
     """``(height, width, components)`` from the frame header, once the JPEG's headers are
-    whole and it ends with EOI; :class:`DecodeError` otherwise."""
+    whole and it ends with EOI; :class:`DecodeError` otherwise.
+
+    A camera writes the same headers (tables, size) into every frame: headers already walked
+    once are recognised by their bytes, so a replay walks each camera's headers only once.
+    """
     data = buf.data
     size = buf.size
+    for known, seen in _KNOWN_HEADERS.items():
+        if size > len(known) and data[: len(known)] == known:
+            _check_eoi(data, fmt, size)
+            return seen
     pos = 2  # after SOI
     frame: tuple[int, int, int] | None = None
     while True:
@@ -62,9 +74,15 @@ def check_jpeg(buf: NDArray[np.uint8], fmt: str) -> tuple[int, int, int]:
     if frame is None:
         _broken(fmt, size, "no frame header before the image data")
         raise AssertionError  # pragma: no cover - _broken raises
+    _check_eoi(data, fmt, size)
+    if len(_KNOWN_HEADERS) < _MAX_KNOWN_HEADERS:
+        _KNOWN_HEADERS[bytes(data[:pos])] = frame
+    return frame
+
+
+def _check_eoi(data: memoryview, fmt: str, size: int) -> None:
     if b"\xff\xd9" not in data[-_EOI_TAIL:].tobytes():
         _broken(fmt, size, "no end-of-image marker (cut short?)")
-    return frame
 
 
 def check_png(buf: NDArray[np.uint8], fmt: str) -> None:

@@ -188,13 +188,19 @@ class ResidentWindow:
     page cache, so views already handed out stay valid. Consumers touch a message a little
     after the reader passed it (sync waits for partners), which faults its pages back in; so
     each step drops a trailing ``margin`` behind the oldest chunk still in use, not just the
-    chunk that left the window. Peak memory is then flat in log length.
+    chunk that left the window. Peak memory is then flat in log length. The drop runs once the
+    floor has moved ``step`` bytes, not per chunk: a log of small chunks would otherwise pay a
+    system call for every one.
     """
 
-    def __init__(self, mm: mmap.mmap, *, lag: int = 2, margin: int = 64 << 20) -> None:
+    def __init__(
+        self, mm: mmap.mmap, *, lag: int = 2, margin: int = 64 << 20, step: int = 8 << 20
+    ) -> None:
         self._mm = mm
         self._lag = lag
         self._margin = margin
+        self._step = step
+        self._last_floor = 0
         self._recent: deque[int] = deque()
 
     def touched(self, start: int, end: int) -> None:
@@ -206,6 +212,9 @@ class ResidentWindow:
         self._recent.popleft()
         floor = min(self._recent)
         floor -= floor % mmap.PAGESIZE
+        if floor - self._last_floor < self._step:
+            return
+        self._last_floor = floor
         low = max(0, floor - self._margin)
         low -= low % mmap.PAGESIZE
         if floor > low:
