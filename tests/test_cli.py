@@ -170,6 +170,12 @@ def test_bag_without_messages_reports_an_empty_log(tmp_path: Path) -> None:
     data = json.loads(stdout)
     assert data["message_count"] == 0
     assert data["topics"][0]["count"] == 0
+    code, stdout, _ = invoke("info", str(path))
+    assert code == 0
+    for line in ("Duration:  -", "Start:     -", "End:       -", "Messages:  0"):
+        assert line in stdout.splitlines()  # no 1970 extent for a log with nothing in it
+    code, stdout, _ = invoke("frames", str(path), "--sync", f"{LIDAR},{LIDAR}")
+    assert code == 2  # listed twice
     code, stdout, _ = invoke(
         "frames", str(path), "--sync", f"{LIDAR},{LIDAR}2", "--policy", "exact"
     )

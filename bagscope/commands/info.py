@@ -72,13 +72,26 @@ def print_info(summary: LogInfo) -> None:
 
     from bagscope.replay.timeparse import format_clock, format_duration, format_epoch
 
+    empty = summary.message_count == 0  # no extent to show, rather than 1970
+
+    def when(ns: int) -> str:
+        return "-" if empty else f"{format_clock(ns)} ({format_epoch(ns)})"
+
     rows = [
         ("Files", ", ".join(str(p) for p in summary.paths)),
         ("Storage", f"{summary.storage} (compression: {summary.compression})"),
         ("Size", _size(summary.size_bytes)),
-        ("Duration", format_duration(summary.duration_ns)),
-        ("Start", f"{format_clock(summary.start_ns)} ({format_epoch(summary.start_ns)})"),
-        ("End", f"{format_clock(summary.end_ns)} ({format_epoch(summary.end_ns)})"),
+        ("Duration", "-" if empty else format_duration(summary.duration_ns)),
+        (
+            "Start",
+            "-"
+            if empty
+            else f"{format_clock(summary.start_ns)} ({format_epoch(summary.start_ns)})",
+        ),
+        (
+            "End",
+            "-" if empty else f"{format_clock(summary.end_ns)} ({format_epoch(summary.end_ns)})",
+        ),
         ("Messages", str(summary.message_count)),
     ]
     for key, value in rows:

@@ -191,9 +191,11 @@ class FrameStream:
         tf: Callable[[], TransformBuffer | None],
         stamp_source: StampSource = "header",
         strict: bool = False,
+        windowed: bool = False,
     ) -> None:
         self.sync = sync
         self.strict = strict
+        self._windowed = windowed  # read only part of the log (for the reasons' wording)
         kinds: dict[str, str] = {}
         for conn in connections:
             kinds.setdefault(conn.topic, conn.msgtype)
@@ -324,6 +326,7 @@ class FrameStream:
                 for t, a in zip(topics, self._stamps, strict=True)
             },
             stamp_sources=dict(zip(topics, self._sources, strict=True)),
+            windowed=self._windowed,
         )
 
     def _decodes(self, msg: Message, topic: str) -> bool:

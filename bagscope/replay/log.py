@@ -322,6 +322,7 @@ class Log:
             tf=lambda: self.tf() if has_tf else None,
             stamp_source=stamp_source,
             strict=self.strict if strict is None else strict,
+            windowed=start is not None or end is not None,
         )
 
     def tf_topics(self) -> list[str]:

@@ -57,6 +57,7 @@ def explain(
     *,
     stamps: Mapping[str, NDArray[np.int64]],
     stamp_sources: Mapping[str, str],
+    windowed: bool = False,
 ) -> list[str]:
     """One line per cause when no frame came out or a topic lost most of its messages."""
     topics = list(stats.topics)
@@ -71,7 +72,8 @@ def explain(
     reasons: list[str] = []
     for topic in topics:
         if not stats.messages.get(topic, 0):
-            reasons.append(f"{topic} has no messages in this window")
+            where = "in this window" if windowed else "in the log"
+            reasons.append(f"{topic} has no messages {where}")
         elif stats.decode_errors.get(topic, 0) > _MOST * stats.messages[topic]:
             first = stats.first_decode_error.get(topic, "")
             reasons.append(

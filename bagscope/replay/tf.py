@@ -20,6 +20,7 @@ import numpy as np
 
 from bagscope.replay.errors import TransformError
 from bagscope.replay.rotation import matrix_to_quat, quat_to_matrix, rigid, rigid_inverse, slerp
+from bagscope.replay.timeparse import format_seconds
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
@@ -111,7 +112,7 @@ def _normalise(frame: str) -> str:
 
 
 def _seconds(ns: int) -> str:
-    return f"{ns / 1e9:.3f} s"
+    return f"{format_seconds(ns)} s"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -68,6 +68,12 @@ def _fixed(ns: int, unit_ns: int, decimals: int) -> str:
     return f"{whole}.{frac:0{decimals}d}" if decimals else str(whole)
 
 
+def format_seconds(ns: int, decimals: int = 3) -> str:
+    """Nanoseconds as seconds with ``decimals`` places (``0.151``), exactly, no float."""
+    sign = "-" if ns < 0 else ""
+    return sign + _fixed(abs(ns), 1_000_000_000, decimals)
+
+
 def format_duration(ns: int) -> str:
     """Render a duration for people: ``850.0 ms``, ``12.345 s``, ``3 min 05.2 s``."""
     sign = "-" if ns < 0 else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 
 from bagscope.replay.errors import TruncatedLogError
+from bagscope.replay.timeparse import format_seconds
 
 
 class RecoveredLogWarning(UserWarning):
@@ -21,8 +22,8 @@ def span_text(count: int, start_ns: int, end_ns: int) -> str:
     if count == 0:
         return "recovered 0 messages"
     return (
-        f"recovered {count} messages spanning {(end_ns - start_ns) / 1e9:.3f} s "
-        f"({start_ns / 1e9:.3f}..{end_ns / 1e9:.3f})"
+        f"recovered {count} messages spanning {format_seconds(end_ns - start_ns)} s "
+        f"({format_seconds(start_ns)}..{format_seconds(end_ns)})"
     )
 
 

@@ -31,6 +31,7 @@ from bagscope.replay.storage.base import (
 from bagscope.replay.storage.detect import file_kind
 from bagscope.replay.storage.mcapfile import McapFile
 from bagscope.replay.storage.sqlite import SqliteFile
+from bagscope.replay.timeparse import format_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -120,7 +121,7 @@ class Rosbag2Dir:
             count = sum(found.values())
             if readable < listed:
                 notes.append(
-                    f"metadata.yaml lists {listed} messages over {duration / 1e9:.3f} s; "
+                    f"metadata.yaml lists {listed} messages over {format_seconds(duration)} s; "
                     f"{readable} could be read"
                 )
         note = "; ".join(notes) or None
