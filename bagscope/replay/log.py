@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import itertools
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -265,19 +265,9 @@ class Log:
                     times=seen,
                 )
             )
-        return LogInfo(
-            paths=sinfo.paths,
-            storage=sinfo.storage,
-            compression=sinfo.compression,
-            start_ns=sinfo.start_ns,
-            end_ns=sinfo.end_ns,
-            message_count=sinfo.message_count,
-            size_bytes=sinfo.size_bytes,
-            complete=sinfo.complete,
-            recovery_note=sinfo.recovery_note,
-            topics=tuple(topics),
-            gaps_scanned=gaps,
-        )
+        # Everything the storage already knows (extent, size, recovery) carries over as is.
+        known = {f.name: getattr(sinfo, f.name) for f in fields(LogInfo) if hasattr(sinfo, f.name)}
+        return LogInfo(**known, topics=tuple(topics), gaps_scanned=gaps)
 
     # -- streaming ------------------------------------------------------------------------
     def messages(
