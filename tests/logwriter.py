@@ -17,12 +17,19 @@ from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Writer2
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+
+def ros1_store() -> Any:
+    """Noetic's store plus ``tf2_msgs/msg/TFMessage``: the Noetic store lacks tf2_msgs, while
+    real ROS1 bags carry its definition."""
+    ts = get_typestore(Stores.ROS1_NOETIC)
+    ts.register(
+        get_types_from_msg("geometry_msgs/TransformStamped[] transforms", "tf2_msgs/msg/TFMessage")
+    )
+    return ts
+
+
 ROS2 = get_typestore(Stores.ROS2_HUMBLE)
-ROS1 = get_typestore(Stores.ROS1_NOETIC)
-# The Noetic store lacks tf2_msgs; real ROS1 bags carry its definition, so register it.
-ROS1.register(
-    get_types_from_msg("geometry_msgs/TransformStamped[] transforms", "tf2_msgs/msg/TFMessage")
-)
+ROS1 = ros1_store()
 
 LIDAR = "/lidar/points"
 CAMERA = "/camera/image/compressed"
@@ -47,13 +54,14 @@ class LogSpec:
         self.entries.append(Entry(topic, msgtype, log_time_ns, build))
 
 
-def header(ts: Any, stamp_ns: int, frame_id: str) -> Any:
+def header(ts: Any, stamp_ns: int, frame_id: str, *, seq: int = 0) -> Any:
+    """A Header for the store's ROS version (ROS1's carries a ``seq``)."""
     stamp = ts.types["builtin_interfaces/msg/Time"](
         sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000
     )
     cls = ts.types["std_msgs/msg/Header"]
     if "seq" in cls.__dataclass_fields__:
-        return cls(seq=0, stamp=stamp, frame_id=frame_id)
+        return cls(seq=seq, stamp=stamp, frame_id=frame_id)
     return cls(stamp=stamp, frame_id=frame_id)
 
 
@@ -79,10 +87,10 @@ def cloud(ts: Any, stamp_ns: int, xyz: np.ndarray, frame_id: str = "lidar") -> A
     )
 
 
-def jpeg(ts: Any, stamp_ns: int, rgb: np.ndarray, frame_id: str = "camera") -> Any:
+def jpeg(ts: Any, stamp_ns: int, rgb: np.ndarray, frame_id: str = "camera", *, seq: int = 0) -> Any:
     data = simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=90, colorspace="RGB")
     return ts.types["sensor_msgs/msg/CompressedImage"](
-        header=header(ts, stamp_ns, frame_id),
+        header=header(ts, stamp_ns, frame_id, seq=seq),
         format="jpeg",
         data=np.frombuffer(data, dtype=np.uint8),
     )
@@ -110,11 +118,13 @@ def camera_info(ts: Any, stamp_ns: int, width: int, height: int, f: float = 100.
     return cls(**kw)
 
 
-def tf_message(ts: Any, stamp_ns: int, parent: str, child: str, xyz: tuple[float, ...]) -> Any:
+def tf_message(
+    ts: Any, stamp_ns: int, parent: str, child: str, xyz: tuple[float, ...], *, seq: int = 0
+) -> Any:
     vec = ts.types["geometry_msgs/msg/Vector3"](x=xyz[0], y=xyz[1], z=xyz[2])
     rot = ts.types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)
     stamped = ts.types["geometry_msgs/msg/TransformStamped"](
-        header=header(ts, stamp_ns, parent),
+        header=header(ts, stamp_ns, parent, seq=seq),
         child_frame_id=child,
         transform=ts.types["geometry_msgs/msg/Transform"](translation=vec, rotation=rot),
     )

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pytest
-import simplejpeg
 from mcap.writer import CompressionType
 from mcap.writer import Writer as McapWriter
 from rosbags.rosbag1 import Writer as Writer1
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Writer2
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys import Stores, get_typestore
+
+from tests.logwriter import header, jpeg, ros1_store, tf_message
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -61,42 +62,16 @@ def timeline() -> list[Sample]:
     return [Sample(topic=t, log_time_ns=ns, stamp_ns=ns - LATENCY_NS) for t, ns in times]
 
 
-def ros1_store() -> Typestore:
-    """Noetic's store plus ``tf2_msgs/msg/TFMessage``, which rosbags' noetic store lacks."""
-    ts = get_typestore(Stores.ROS1_NOETIC)
-    ts.register(
-        get_types_from_msg("geometry_msgs/TransformStamped[] transforms", "tf2_msgs/msg/TFMessage")
-    )
-    return ts
-
-
-def _jpeg(seed: int) -> bytes:
-    img = np.full((16, 16, 3), seed * 10 % 256, dtype=np.uint8)
-    return bytes(simplejpeg.encode_jpeg(img, quality=90, colorspace="RGB"))
-
-
 def build_message(ts: Typestore, sample: Sample, *, index: int = 0) -> object:
     """A message of ``sample``'s type for the store's ROS version (ROS1 headers carry seq)."""
     types = ts.types
-    sec, nsec = divmod(sample.stamp_ns, 1_000_000_000)
-    stamp = types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec)
-    ros1 = "seq" in [f[0] for f in ts.fielddefs["std_msgs/msg/Header"][1]]
-    extra = {"seq": index} if ros1 else {}
+    stamp = sample.stamp_ns
     if sample.topic == TF:
-        header = types["std_msgs/msg/Header"](stamp=stamp, frame_id="odom", **extra)
-        transform = types["geometry_msgs/msg/Transform"](
-            translation=types["geometry_msgs/msg/Vector3"](x=float(index), y=0.0, z=0.0),
-            rotation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
-        )
-        item = types["geometry_msgs/msg/TransformStamped"](
-            header=header, child_frame_id="base_link", transform=transform
-        )
-        return types["tf2_msgs/msg/TFMessage"](transforms=[item])
+        return tf_message(ts, stamp, "odom", "base_link", (float(index), 0.0, 0.0), seq=index)
     if sample.topic == CAMERA:
-        header = types["std_msgs/msg/Header"](stamp=stamp, frame_id="camera", **extra)
-        data = np.frombuffer(_jpeg(index), dtype=np.uint8)
-        return types["sensor_msgs/msg/CompressedImage"](header=header, format="jpeg", data=data)
-    header = types["std_msgs/msg/Header"](stamp=stamp, frame_id="lidar", **extra)
+        rgb = np.full((16, 16, 3), index * 10 % 256, dtype=np.uint8)
+        return jpeg(ts, stamp, rgb, seq=index)
+    head = header(ts, stamp, "lidar", seq=index)
     field = types["sensor_msgs/msg/PointField"]
     fields = [
         field(name=n, offset=4 * i, datatype=7, count=1)
@@ -105,7 +80,7 @@ def build_message(ts: Typestore, sample: Sample, *, index: int = 0) -> object:
     rng = np.random.default_rng(index)
     points = rng.normal(size=(CLOUD_POINTS, 4)).astype(np.float32)
     return types["sensor_msgs/msg/PointCloud2"](
-        header=header,
+        header=head,
         height=1,
         width=CLOUD_POINTS,
         fields=fields,
