@@ -19,9 +19,9 @@ import numpy as np
 from bagscope.replay.decode import types_in_slot
 from bagscope.replay.errors import DecodeError, ReplayError, SyncError
 from bagscope.replay.frame import DecodedByTopic, Frame
-from bagscope.replay.log import resolve_topic
 from bagscope.replay.reasons import explain
 from bagscope.replay.storage.stamps import header_stamp_ns
+from bagscope.replay.topics import resolve_topic
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence

@@ -8,7 +8,6 @@ indexes, :mod:`bagscope.replay.storage`) and the message type system
 
 from __future__ import annotations
 
-import difflib
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass, fields
@@ -19,6 +18,7 @@ from bagscope.replay.errors import ReplayError, TopicError
 from bagscope.replay.message import Message
 from bagscope.replay.rates import TopicTimes, topic_times
 from bagscope.replay.storage import open_storage
+from bagscope.replay.topics import resolve_topic, unknown_topic_message
 from bagscope.replay.types import MessageTypes
 
 if TYPE_CHECKING:
@@ -129,32 +129,6 @@ class LogInfo:
             "recovery_note": self.recovery_note,
             "topics": [t.to_json() for t in self.topics],
         }
-
-
-def unknown_topic_message(name: str, known: Iterable[str]) -> str:
-    """``topic '/x' is not in the log``, with the closest name or the list of topics."""
-    names = sorted(known)
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    if close:
-        return f"topic {name!r} is not in the log; did you mean {close[0]!r}?"
-    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-    return f"topic {name!r} is not in the log (topics: {shown or 'none'})"
-
-
-def resolve_topic(name: str, known: Iterable[str]) -> str:
-    """The topic as the log spells it: exact, else with the leading slash added or removed.
-
-    ROS1 recorders keep a topic's name as the node gave it (``raspicam_node/image``), ROS2
-    always adds the slash; users type either, so either finds it. Anything else is a
-    :class:`TopicError` that suggests the closest name.
-    """
-    names = set(known)
-    if name in names:
-        return name
-    other = name[1:] if name.startswith("/") else "/" + name
-    if other in names:
-        return other
-    raise TopicError(unknown_topic_message(name, names))
 
 
 class Log:

@@ -4,6 +4,8 @@ and the README's examples run as written."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +130,12 @@ def test_readme_tf_example_runs_on_the_real_tf_bag(
         sample = reader.deserialize(raw, conn.msgtype).transforms[0]  # type: ignore[attr-defined]
     t = sample.transform.translation
     np.testing.assert_allclose(trail[0, :3, 3], [t.x, t.y, t.z], atol=1e-9)
+
+
+def test_the_frame_stream_does_not_depend_on_the_log() -> None:
+    """framing takes read/connections/tf callables: importing it loads no Log (no cycle)."""
+    code = (
+        "import sys, bagscope.replay.framing\n"
+        "assert 'bagscope.replay.log' not in sys.modules, 'framing imports log'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
