@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bagscope.cli import app
-from bagscope.sim.choices import FAULT_KINDS, FAULT_MEANINGS, fault_syntax
+from bagscope.sim.choices import FAULT_EXAMPLES, FAULT_KINDS, FAULT_MEANINGS, fault_syntax
 
 runner = CliRunner()
 # The cheapest drive that writes every topic: these tests are about files and words.
@@ -77,12 +77,28 @@ def test_a_bag_without_its_suffix_is_refused_naming_the_format_option(tmp_path: 
 # -- help ----------------------------------------------------------------------------------------
 
 
-def test_help_lists_every_fault_kind_with_its_syntax_and_meaning() -> None:
+def test_help_lists_every_fault_kind_with_its_syntax_meaning_and_example() -> None:
     text = _help_text()
     for kind in FAULT_KINDS:
-        assert f"{fault_syntax(kind)} — {FAULT_MEANINGS[kind]}" in text, kind
+        line = f"{fault_syntax(kind)} — {FAULT_MEANINGS[kind]}; e.g. {FAULT_EXAMPLES[kind]}"
+        assert line in text, kind
     assert "ns/us/ms/s/m" in text
+    assert "pose_jump DISTANCE is in metres" in text  # m is minutes everywhere else
     assert "…" not in text  # nothing cut short by a narrow panel
+
+
+@pytest.mark.parametrize(
+    "example",
+    [
+        "drift:/imu=2000ppm",
+        "zero_stamps:/camera/image/compressed=0.02",
+        "freeze:/camera/image/compressed=5s+3s",
+        "pose_jump:/odom=6s+6m",
+        "blocked_sector:/lidar/points=4s+3s@30:90",
+    ],
+)
+def test_help_shows_an_example_of_each_new_kind(example: str) -> None:
+    assert f"e.g. {example}" in _help_text()
 
 
 @pytest.mark.parametrize(
@@ -144,6 +160,26 @@ def test_help_states_the_naming_rule() -> None:
             "error: --faults: bad fault 'drop:/imu=2': probability must be a number in [0, 1], "
             "got '2'",
         ),
+        (
+            ["--faults", "drift:/imu=2000"],
+            "error: --faults: bad fault 'drift:/imu=2000': drift must be a number of ppm between "
+            "-1000000 and 1000000, e.g. 2000ppm or -500ppm, got '2000'",
+        ),
+        (
+            ["--faults", "pose_jump:/imu=6s+6m"],
+            "error: --faults: fault 'pose_jump:/imu=6s+6m': pose_jump applies only to the "
+            "odometry topic; use /odom",
+        ),
+        (
+            ["--faults", "blocked_sector:/imu=4s+3s@30:90"],
+            "error: --faults: fault 'blocked_sector:/imu=4s+3s@30:90': blocked_sector applies "
+            "only to the point cloud topic; use /lidar/points",
+        ),
+        (
+            ["--faults", "pose_jump:/odom=6m"],
+            "error: --faults: bad fault 'pose_jump:/odom=6m': pose_jump must be "
+            "START+DISTANCE, e.g. 6s+6m",
+        ),
     ],
 )
 def test_bad_values_are_one_line_naming_the_option(
@@ -170,6 +206,26 @@ def test_unreadable_values_are_one_line_naming_the_option(
     assert option in stderr
     assert stderr.count("\n") == 1
     assert "Traceback" not in stderr
+
+
+def test_the_new_fault_kinds_run_from_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "d.mcap"
+    spec = (
+        "drift:/imu=2000ppm,zero_stamps:/tf=1,freeze:/imu=50ms+50ms,pose_jump:/odom=0.1s+6m,"
+        "blocked_sector:/lidar/points=0s+0.2s@-180:180"
+    )
+    code, _, stderr = invoke("simulate", str(out), *TINY, "--faults", spec)
+    assert (code, stderr) == (0, "")
+    faults = json.loads(Path(f"{out}.truth.json").read_text())["faults"]
+    assert [f["kind"] for f in faults] == [
+        "drift",
+        "zero_stamps",
+        "freeze",
+        "pose_jump",
+        "blocked_sector",
+    ]
+    assert [f["count"] for f in faults] == [20, 10, 5, 5, 2]
+    assert all({"start_ns", "end_ns"} <= set(f) for f in faults)
 
 
 def test_an_existing_log_names_the_overwrite_option(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from bagscope.sim.choices import (
     DEFAULT_FORMAT,
     DEFAULT_SCENARIO,
     DEFAULT_SEED,
+    FAULT_EXAMPLES,
     FAULT_KINDS,
     FAULT_MEANINGS,
     FORMATS,
@@ -43,7 +44,10 @@ _OPTIONS = {
 }
 _DEFAULT_DURATION = f"{DEFAULT_DURATION_NS // 1_000_000_000}s"
 _DEFAULT_SIZE = f"{DEFAULT_CAMERA_SIZE[0]}x{DEFAULT_CAMERA_SIZE[1]}"
-_FAULT_LINES = "\n".join(f"- {fault_syntax(k)} — {FAULT_MEANINGS[k]}" for k in FAULT_KINDS)
+# One line per kind: how it is spelled, what it does, and an item the default drive accepts.
+_FAULT_LINES = "\n".join(
+    f"- {fault_syntax(k)} — {FAULT_MEANINGS[k]}; e.g. {FAULT_EXAMPLES[k]}" for k in FAULT_KINDS
+)
 
 
 def simulate(
@@ -150,7 +154,8 @@ it as a bag.
 Beside OUT, OUT.truth.json describes the scenario and every injected fault.
 
 Fault kinds for --faults (comma-separated; P is a probability from 0 to 1, START+LENGTH a
-window from the drive's start; times take ns/us/ms/s/m units):
+window from the drive's start; times take ns/us/ms/s/m units, m being minutes, but a
+pose_jump DISTANCE is in metres, e.g. 6m):
 
 {_FAULT_LINES}
 """

@@ -8,6 +8,13 @@ worker processes (:mod:`bagscope.sim.sensors`) a bounded number ahead, which is 
 default drive run faster than real time on two cores; this process serializes and writes in
 order. Every random draw comes from a stream named by (seed, sensor, stamp), so the bytes do
 not depend on the number of workers or their timing.
+
+Faults that change what a payload shows are applied here, as the injector's
+:class:`~bagscope.sim.faults.Delivery` says: a frozen message is built from an earlier true
+stamp's sweep, frame or ego state (only its header is its own); a pose jump shifts the reported
+odometry and odom -> base_link TF, never the world the sensors see; a blocked lidar sector
+removes the sweep's points in it - the way the simulator represents every ray that returns
+nothing - after the worker's ray cast, so the ground truth boxes stay those of the true sweep.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from dataclasses import dataclass
 from heapq import merge
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from bagscope.sim import camera as sim_camera
 from bagscope.sim.choices import DEFAULT_DURATION_NS, DEFAULT_SCENARIO, DEFAULT_SEED
@@ -45,14 +54,12 @@ from bagscope.sim.world import build_world
 from bagscope.sim.writer import LogWriter, check_output_path, format_for_path
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from concurrent.futures import Future
-
-    import numpy as np
 
     from bagscope.sim.config import CameraSpec
     from bagscope.sim.sensors import SweepData
-    from bagscope.sim.world import World
+    from bagscope.sim.world import EgoState, World
 
 __all__ = [
     "GROUND_TRUTH_TOPIC",
@@ -161,6 +168,9 @@ class _Drive:
         self.intrinsics = {cam.name: sim_camera.intrinsics(cam) for cam in scenario.cameras}
         self.rates = _rates(scenario)
         self._sweeps: dict[int, Future[SweepData]] = {}
+        # per frozen topic: (content stamp, its sweep or frame), rendered once per window
+        self._frozen: dict[str, tuple[int, Future[Any]]] = {}
+        self._headings: dict[int, np.ndarray] = {}
 
     def seq(self, delivery: Delivery) -> int:
         """ROS1 header ``seq``: the message's index on its topic."""
@@ -177,18 +187,53 @@ class _Drive:
                 del self._sweeps[old]  # only a reordered cloud can come back this late
         return future
 
+    def frozen(self, delivery: Delivery, make: Callable[[int], Future[Any]]) -> Future[Any]:
+        """The sweep or frame a frozen ``delivery`` repeats: made once, shared by the window."""
+        assert delivery.content_ns is not None
+        held = self._frozen.get(delivery.topic)
+        if held is None or held[0] != delivery.content_ns:
+            held = self._frozen[delivery.topic] = (delivery.content_ns, make(delivery.content_ns))
+        return held[1]
+
+    def jump_offset(self, at_ns: int, metres: float) -> np.ndarray:
+        """A pose jump's step in odom: ``metres`` along the ego's true heading at ``at_ns``."""
+        heading = self._headings.get(at_ns)
+        if heading is None:
+            heading = self.world.ego(at_ns - START_NS).pose[:3, 0].copy()
+            self._headings[at_ns] = heading
+        return metres * heading
+
+    def _reported(self, pose: np.ndarray, delivery: Delivery) -> np.ndarray:
+        """The ego pose as odometry reports it: the true one plus every jump so far."""
+        if not delivery.pose_jumps:
+            return pose
+        pose = pose.copy()
+        for at_ns, metres in delivery.pose_jumps:
+            pose[:3, 3] += self.jump_offset(at_ns, metres)
+        return pose
+
+    def _ego(self, delivery: Delivery) -> EgoState:
+        """The true ego state the message shows: at its own stamp, or the frozen one's."""
+        content = delivery.stamp_ns if delivery.content_ns is None else delivery.content_ns
+        return self.world.ego(content - START_NS)
+
     def build(self, delivery: Delivery) -> _Pending | bytes:
         """Serialized payload of ``delivery``, pending when it waits on a worker."""
         topic = delivery.topic
-        if topic == self.scenario.lidar.topic:
-            return _Pending(self.sweep(delivery.stamp_ns), lambda d: self._cloud(delivery, d))
-        if topic == GROUND_TRUTH_TOPIC:
-            return _Pending(
-                self.sweep(delivery.stamp_ns), lambda d: self._ground_truth(delivery, d)
-            )
+        if topic in (self.scenario.lidar.topic, GROUND_TRUTH_TOPIC):
+            if delivery.content_ns is None:
+                sweep = self.sweep(delivery.stamp_ns)
+            else:
+                sweep = self.frozen(delivery, self.sweep)
+            if topic == GROUND_TRUTH_TOPIC:
+                return _Pending(sweep, lambda d: self._ground_truth(delivery, d))
+            return _Pending(sweep, lambda d: self._cloud(delivery, d))
         if topic in self.cameras:
             index = self.cameras[topic]
-            frame = self.pool.frame(index, delivery.stamp_ns)
+            if delivery.content_ns is None:
+                frame = self.pool.frame(index, delivery.stamp_ns)
+            else:
+                frame = self.frozen(delivery, lambda stamp: self.pool.frame(index, stamp))
             return _Pending(frame, lambda px: self._image(delivery, index, px))
         if topic in self.info_cameras:
             return self._camera_info(delivery, self.info_cameras[topic])
@@ -204,10 +249,13 @@ class _Drive:
         raise AssertionError(msg)
 
     def _cloud(self, delivery: Delivery, data: SweepData) -> bytes:
+        points = data.points
+        if delivery.blocked_deg:
+            points = _unblocked(points, delivery.blocked_deg)
         return self.encoder.packed_point_cloud(
             stamp_ns=delivery.header_stamp_ns,
             frame_id=self.scenario.lidar.frame_id,
-            points=data.points,
+            points=points,
             seq=self.seq(delivery),
             corrupt=delivery.corrupt,
         )
@@ -252,10 +300,8 @@ class _Drive:
         )
 
     def _tf(self, delivery: Delivery) -> bytes:
-        ego = self.world.ego(delivery.stamp_ns - START_NS)
-        return self.encoder.tf(
-            [(ODOM_FRAME, BASE_FRAME, ego.pose)], stamp_ns=delivery.header_stamp_ns
-        )
+        pose = self._reported(self._ego(delivery).pose, delivery)
+        return self.encoder.tf([(ODOM_FRAME, BASE_FRAME, pose)], stamp_ns=delivery.header_stamp_ns)
 
     def _tf_static(self, delivery: Delivery) -> bytes:
         lidar = self.scenario.lidar
@@ -264,10 +310,10 @@ class _Drive:
         return self.encoder.tf(edges, stamp_ns=delivery.header_stamp_ns)
 
     def _odometry(self, delivery: Delivery) -> bytes:
-        ego = self.world.ego(delivery.stamp_ns - START_NS)
+        ego = self._ego(delivery)
         return self.encoder.odometry(
             stamp_ns=delivery.header_stamp_ns,
-            pose=ego.pose,
+            pose=self._reported(ego.pose, delivery),
             linear_velocity=ego.linear_velocity,
             angular_velocity=ego.angular_velocity,
             frame_id=ODOM_FRAME,
@@ -276,7 +322,7 @@ class _Drive:
         )
 
     def _imu(self, delivery: Delivery) -> bytes:
-        ego = self.world.ego(delivery.stamp_ns - START_NS)
+        ego = self._ego(delivery)
         return self.encoder.imu(
             stamp_ns=delivery.header_stamp_ns,
             pose=ego.pose,
@@ -285,6 +331,24 @@ class _Drive:
             frame_id=BASE_FRAME,
             seq=self.seq(delivery),
         )
+
+
+def _unblocked(points: np.ndarray, sectors: Iterable[tuple[float, float]]) -> np.ndarray:
+    """``points`` without those whose azimuth (lidar frame, atan2(y, x) in degrees) lies in a
+    closed sector (FROM in [0, 360), width) counterclockwise: a blocked ray returns nothing,
+    and the simulator's clouds leave out every ray that returns nothing (they are dense).
+
+    Rows are selected as raw bytes: indexing the structured array itself does not copy its pad
+    bytes, which would then hold whatever memory held and make the log's bytes vary by run.
+    """
+    x = points["x"].astype(np.float64)
+    y = points["y"].astype(np.float64)
+    azimuth = np.degrees(np.arctan2(y, x)) % 360.0
+    blocked = np.zeros(len(points), dtype=bool)
+    for start, width in sectors:
+        blocked |= (azimuth - start) % 360.0 <= width
+    rows = np.ascontiguousarray(points).view(np.uint8).reshape(len(points), points.dtype.itemsize)
+    return rows[~blocked].reshape(-1).view(points.dtype)
 
 
 def _sensor_ticks(scenario: Scenario) -> Iterator[tuple[int, int, str]]:
@@ -355,7 +419,9 @@ def simulate(
     check_output_path(out, fmt=fmt, overwrite=overwrite)
     topics = scenario_topics(scenario)
     parsed = parse_faults(faults or "", topics=topics, duration_ns=scenario.duration_ns)
-    injector = FaultInjector(parsed, seed=scenario.seed, start_ns=START_NS)
+    injector = FaultInjector(
+        parsed, seed=scenario.seed, start_ns=START_NS, end_ns=START_NS + scenario.duration_ns
+    )
     encoder = MessageEncoder(ros1=fmt == "bag")
     # rosbags compiles a type's (de)serializers with exec() on first use, and CPython ends the
     # process by SIGINT, not exit 130, when Ctrl-C lands in exec()'d code however it is handled:
@@ -450,6 +516,12 @@ def _truth(
     written: Mapping[str, int],
 ) -> bytes:
     topics = scenario_topics(scenario)
+    for record in injector.records:
+        if record.fault.kind == "pose_jump":  # the step's direction is the drive's to know
+            at_ns = START_NS + record.fault.start_ns
+            offset = drive.jump_offset(at_ns, record.fault.distance_m)
+            record.details["offset_m"] = [float(v) for v in offset]
+            record.details["tf_topic"] = TF_TOPIC
     return truth_json(
         out,
         scenario=scenario,

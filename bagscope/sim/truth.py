@@ -4,9 +4,11 @@ A log alone cannot say whether a gap is a fault or a bug in the reader; the side
 next to the log (``drive.mcap`` -> ``drive.mcap.truth.json``, db3 directory ``drive/`` ->
 ``drive.truth.json``) and lists the scenario, every sensor with its rate, resolution and
 extrinsics, each topic's transport latency, and every injected fault with its window, count and
-the true stamps of the messages it touched. :func:`truth_json` only encodes it: the simulator
-hands the bytes to :meth:`~bagscope.sim.writer.LogWriter.add_sidecar`, which places them together
-with the log, so an interrupted run leaves neither.
+the true stamps of the messages it touched. Every fault also says when it was in effect, as
+absolute ``start_ns`` / ``end_ns`` (see :meth:`~bagscope.sim.faults.FaultRecord.extent_ns`),
+so a scorer can match detections to any kind the same way. :func:`truth_json` only encodes it:
+the simulator hands the bytes to :meth:`~bagscope.sim.writer.LogWriter.add_sidecar`, which
+places them together with the log, so an interrupted run leaves neither.
 """
 
 from __future__ import annotations

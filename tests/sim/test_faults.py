@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
 
-from bagscope.sim.choices import FAULT_MEANINGS, fault_syntax
-from bagscope.sim.config import SimError
+from bagscope.sim.choices import DEFAULT_DURATION_NS, FAULT_EXAMPLES, FAULT_MEANINGS, fault_syntax
+from bagscope.sim.config import SimError, make_scenario
 from bagscope.sim.faults import (
     DUPLICATE_GAP_NS,
     FAULT_KINDS,
@@ -21,19 +22,24 @@ from bagscope.sim.faults import (
     parse_duration,
     parse_faults,
 )
+from bagscope.sim.simulate import scenario_topics
 
 TOPICS = {
     "/lidar/points": "sensor_msgs/msg/PointCloud2",
     "/camera/image/compressed": "sensor_msgs/msg/CompressedImage",
     "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
     "/imu": "sensor_msgs/msg/Imu",
+    "/odom": "nav_msgs/msg/Odometry",
     "/tf": "tf2_msgs/msg/TFMessage",
 }
 FULL_SPEC = (
     "drop:/lidar/points=0.1,outage:/camera/image/compressed=12s+1.5s,"
     "delay:/camera/image/compressed=40ms,jitter:/lidar/points=5ms,"
     "clock_offset:/camera/image/compressed=-80ms,duplicate:/imu=0.01,"
-    "reorder:/lidar/points=0.02,stale_tf:8s+2s,corrupt:/lidar/points=0.01"
+    "reorder:/lidar/points=0.02,stale_tf:8s+2s,corrupt:/lidar/points=0.01,"
+    "zero_stamps:/lidar/points=0.05,freeze:/lidar/points=5s+3s,"
+    "blocked_sector:/lidar/points=4s+3s@30:90,drift:/lidar/points=2000ppm,"
+    "pose_jump:/odom=6s+6m"
 )
 START = 1_000_000_000_000_000_000
 MS = 1_000_000
@@ -51,6 +57,11 @@ def test_full_grammar_parses_every_kind() -> None:
         "reorder",
         "stale_tf",
         "corrupt",
+        "zero_stamps",
+        "freeze",
+        "blocked_sector",
+        "drift",
+        "pose_jump",
     ]
     assert set(FAULT_KINDS) == {f.kind for f in faults}
     by_kind = {f.kind: f for f in faults}
@@ -62,6 +73,16 @@ def test_full_grammar_parses_every_kind() -> None:
     assert by_kind["stale_tf"].topic == "/tf"
     assert (by_kind["stale_tf"].start_ns, by_kind["stale_tf"].length_ns) == (8 * 10**9, 2 * 10**9)
     assert by_kind["corrupt"].text == "corrupt:/lidar/points=0.01"
+    assert by_kind["zero_stamps"].probability == pytest.approx(0.05)
+    assert (by_kind["freeze"].start_ns, by_kind["freeze"].length_ns) == (5 * 10**9, 3 * 10**9)
+    sector = by_kind["blocked_sector"]
+    assert (sector.start_ns, sector.length_ns, sector.azimuth_deg) == (
+        4 * 10**9,
+        3 * 10**9,
+        (30, 90),
+    )
+    assert by_kind["drift"].ppm == 2000.0
+    assert (by_kind["pose_jump"].start_ns, by_kind["pose_jump"].distance_m) == (6 * 10**9, 6.0)
 
 
 @pytest.mark.parametrize(
@@ -231,17 +252,38 @@ def test_same_seed_same_decisions() -> None:
     assert a != c
 
 
-def test_the_documented_syntax_of_every_kind_parses_as_that_kind() -> None:
-    # ``replay simulate --help`` shows fault_syntax() and FAULT_MEANINGS: both must cover every
-    # kind the parser accepts, and what they show must parse.
-    assert list(FAULT_MEANINGS) == list(FAULT_KINDS)
-    values = {"/TOPIC": "/lidar/points", "=P": "=0.5", "START+LENGTH": "1s+2s", "DURATION": "10ms"}
+# What each placeholder of fault_syntax() stands for, as a pattern.
+_PLACEHOLDERS = {
+    "/TOPIC": r"/[a-z_/]+",
+    "START": r"[\d.]+(?:ns|us|ms|s|m)",
+    "LENGTH": r"[\d.]+(?:ns|us|ms|s|m)",
+    "DURATION": r"-?[\d.]+(?:ns|us|ms|s|m)",
+    "DISTANCE": r"-?[\d.]+m",
+    "FROM": r"-?[\d.]+",
+    "TO": r"-?[\d.]+",
+    "N": r"-?[\d.]+",
+    "P": r"[\d.]+",
+}
+
+
+def _syntax_pattern(kind: str) -> str:
+    syntax = fault_syntax(kind)
+    names = "|".join(re.escape(p) for p in _PLACEHOLDERS)
+    parts = re.split(f"({names})", syntax)
+    return "".join(_PLACEHOLDERS.get(part, re.escape(part)) for part in parts)
+
+
+def test_every_kind_has_a_syntax_a_meaning_and_an_example_that_parses() -> None:
+    # ``replay simulate --help`` shows fault_syntax(), FAULT_MEANINGS and FAULT_EXAMPLES: all
+    # three must cover every kind the parser accepts, each example must be spelled as its
+    # syntax says, and it must parse as that kind against the default drive's topics.
+    assert list(FAULT_MEANINGS) == list(FAULT_KINDS) == list(FAULT_EXAMPLES)
+    topics = scenario_topics(make_scenario("urban"))
     for kind in FAULT_KINDS:
-        item = fault_syntax(kind)
-        for placeholder, value in values.items():
-            item = item.replace(placeholder, value)
-        (fault,) = parse_faults(item, topics=TOPICS, duration_ns=10**10)
-        assert (fault.kind, fault.text) == (kind, item)
+        example = FAULT_EXAMPLES[kind]
+        assert re.fullmatch(_syntax_pattern(kind), example), (kind, example)
+        (fault,) = parse_faults(example, topics=topics, duration_ns=DEFAULT_DURATION_NS)
+        assert (fault.kind, fault.text) == (kind, example)
 
 
 def test_fault_errors_name_the_faults_argument() -> None:
