@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := libusb-1.0-0 libgl1 libegl1 libgomp1 libvulkan1 mesa-vulkan-drivers xvfb
+APT_PACKAGES := libusb-1.0-0 libgl1 libegl1 libgomp1 libvulkan1 mesa-vulkan-drivers xvfb chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR := demo
 
@@ -34,9 +34,8 @@ demo: setup
 	$(BIN)/replay simulate $(DEMO_DIR)/drive.mcap --duration 20s --seed 0 --scenario urban \
 	  --faults "drop:/lidar/points=0.05,outage:/camera/image/compressed=12s+1.5s,delay:/camera/image/compressed=40ms" \
 	  --overwrite
-	$(BIN)/replay info $(DEMO_DIR)/drive.mcap
-	$(BIN)/replay frames $(DEMO_DIR)/drive.mcap --sync /lidar/points,/camera/image/compressed \
-	  --policy nearest --slop 50ms
+	$(BIN)/replay analyze $(DEMO_DIR)/drive.mcap --out $(DEMO_DIR)/run --overwrite
+	$(BIN)/replay score $(DEMO_DIR)/run --truth $(DEMO_DIR)/drive.mcap.truth.json
 
 lint: setup
 	$(BIN)/ruff check bagscope tests bench
@@ -54,6 +53,7 @@ bench: setup
 	$(BIN)/python bench/replay_throughput.py
 	$(BIN)/python bench/small_messages.py
 	$(BIN)/python bench/simulate.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

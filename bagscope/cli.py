@@ -127,6 +127,22 @@ MsgPathOpt = Annotated[
         rich_help_panel=READING,
     ),
 ]
+StartOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Offset from the log start (5, 5s, 1.5m) or an absolute epoch time in s.",
+        metavar="TIME",
+        rich_help_panel=WINDOW,
+    ),
+]
+EndOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Offset from the log start or an absolute epoch time (exclusive).",
+        metavar="TIME",
+        rich_help_panel=WINDOW,
+    ),
+]
 StrictOpt = Annotated[
     bool,
     typer.Option(
@@ -141,17 +157,19 @@ def user_errors() -> Iterator[None]:
 
     Warnings (a recovered log, say) print as one yellow line each.
     """
+    from rich.markup import escape
+
     from bagscope.errors import BagscopeError
 
     def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-        err.print(f"[yellow]warning:[/] {message}")
+        err.print(f"[yellow]warning:[/] {escape(str(message))}")
 
     previous = warnings.showwarning
     warnings.showwarning = show
     try:
         yield
     except BagscopeError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(USER_ERROR_EXIT) from None
     finally:
         warnings.showwarning = previous
@@ -174,11 +192,21 @@ def bad_option(message: str) -> None:
 
 
 # -- commands: one module each ---------------------------------------------------------------
-from bagscope.commands import frames, info, simulate  # noqa: E402  (they use the names above)
+from bagscope.commands import (  # noqa: E402  (they use the names above)
+    analyze,
+    frames,
+    info,
+    run,
+    score,
+    simulate,
+)
 
 app.command("info")(info.info)
 app.command("frames")(frames.frames)
 app.command("simulate")(simulate.simulate)
+app.command("analyze")(analyze.analyze)
+app.command("run")(run.run)
+app.command("score")(score.score)
 
 
 def main() -> None:

@@ -10,9 +10,10 @@ import typer
 
 from bagscope.cli import (
     SYNC,
-    WINDOW,
+    EndOpt,
     LogPaths,
     MsgPathOpt,
+    StartOpt,
     StrictOpt,
     TypestoreOpt,
     bad_option,
@@ -79,22 +80,8 @@ def frames(
             rich_help_panel=SYNC,
         ),
     ] = "header",
-    start: Annotated[
-        str | None,
-        typer.Option(
-            help="Offset from the log start (5, 5s, 1.5m) or an absolute epoch time in s.",
-            metavar="TIME",
-            rich_help_panel=WINDOW,
-        ),
-    ] = None,
-    end: Annotated[
-        str | None,
-        typer.Option(
-            help="Offset from the log start or an absolute epoch time (exclusive).",
-            metavar="TIME",
-            rich_help_panel=WINDOW,
-        ),
-    ] = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
     rate: Annotated[
         float | None,
         typer.Option(

@@ -1,0 +1,141 @@
+"""``replay analyze``: every health analyzer that applies to the log, a verdict, a report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bagscope.cli import (
+    EndOpt,
+    LogPaths,
+    MsgPathOpt,
+    StartOpt,
+    StrictOpt,
+    TypestoreOpt,
+    bad_option,
+    open_logs,
+    user_errors,
+)
+
+
+def analyze(
+    logs: LogPaths,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            "--pipeline",
+            help="Pipeline file: thresholds ([thresholds.<analyzer>]), a recording contract, "
+            "the topics to sync, and extra stages (models) to run.",
+            metavar="FILE",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Run directory to write.",
+            metavar="DIR",
+            show_default="runs/<log name>, or -2, -3, ... when taken",
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            help="Exit 1 when events of this severity (error | warning) were found: for CI.",
+            metavar="SEVERITY",
+        ),
+    ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="Run only these analyzers (comma-separated names, or 'health': stamps and "
+            "bytes only, no pixel or point decoding; or 'quality').",
+            metavar="NAMES",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace --out if it is a run directory already.")
+    ] = False,
+    fail_fast: Annotated[
+        bool, typer.Option(help="Stop at the first stage error instead of recording it.")
+    ] = False,
+    figures: Annotated[
+        bool, typer.Option(help="Draw the figures (--no-figures is faster).")
+    ] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print report.json instead of the table.")
+    ] = False,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    typestore: TypestoreOpt = None,
+    msg_path: MsgPathOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Check a log's health: rates, gaps, drops, latency and clocks, stamps, sync, TF and
+    pose, frozen sensors, point-cloud and image quality, the recording contract.
+
+    Prints a pass/warn/fail table with each threshold and one verdict, and writes a run
+    directory with report.html. Exit 0 when the analysis ran, whatever it found (1 with
+    --fail-on when such events exist; 130 when interrupted).
+    """
+    from bagscope.analyzers import ANALYZERS, DEFAULT_ANALYSIS, HEALTH, QUALITY
+    from bagscope.builtins import BUILTIN_STAGES
+    from bagscope.commands._running import (
+        default_out,
+        execute,
+        exit_code,
+        pick_window,
+        print_outcome,
+    )
+    from bagscope.pipeline.config import PipelineConfig, build_stages, load_pipeline
+    from bagscope.pipeline.session import auto_sync
+
+    with user_errors():
+        if fail_on is not None and fail_on not in ("error", "warning"):
+            bad_option(f"--fail-on must be 'error' or 'warning', not {fail_on!r}")
+        names = _chosen(only, analyzers=ANALYZERS, groups={"health": HEALTH, "quality": QUALITY})
+        chosen = [n for n in DEFAULT_ANALYSIS if n in names]
+        config = load_pipeline(pipeline) if pipeline is not None else PipelineConfig()
+        stages = build_stages(config, builtins=BUILTIN_STAGES, defaults=chosen)
+        # stage_timing reads the others' timings: it finishes last whatever the file lists
+        stages.sort(key=lambda s: s.name == "stage_timing")
+        target = out_dir if out_dir is not None else default_out(logs)
+        with open_logs(logs, typestore, msg_path, strict=strict) as log:
+            t0, t1 = pick_window(log, config, start=start, end=end)
+            sync = config.sync or auto_sync(log)
+            result, written = execute(
+                log,
+                config,
+                stages,
+                out_dir=target,
+                sync=sync,
+                window=(t0, t1),
+                overwrite=overwrite,
+                fail_fast=fail_fast,
+                figures=figures,
+            )
+        report = print_outcome(written, as_json=as_json)
+    raise typer.Exit(exit_code(report, fail_on=fail_on, complete=result.complete))
+
+
+def _chosen(
+    only: str | None, *, analyzers: Mapping[str, str], groups: Mapping[str, tuple[str, ...]]
+) -> set[str]:
+    """The analyzer names ``--only`` asks for (all of them without it)."""
+    if only is None:
+        return set(analyzers)
+    names: set[str] = set()
+    for item in (p.strip() for p in only.split(",") if p.strip()):
+        if item in groups:
+            names.update(groups[item])
+        elif item in analyzers:
+            names.add(item)
+        else:
+            known = ", ".join([*groups, *analyzers])
+            bad_option(f"--only: unknown analyzer {item!r}; choose from {known}")
+    if not names:
+        bad_option("--only names no analyzer")
+    return names

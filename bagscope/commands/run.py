@@ -1,0 +1,88 @@
+"""``replay run``: run any pipeline file over a log and write its run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bagscope.cli import (
+    EndOpt,
+    LogPaths,
+    MsgPathOpt,
+    StartOpt,
+    StrictOpt,
+    TypestoreOpt,
+    open_logs,
+    user_errors,
+)
+
+PipelineOpt = Annotated[
+    Path,
+    typer.Option(
+        "--pipeline",
+        help="Pipeline file (TOML): topics, sync, stages, thresholds, contract.",
+        metavar="FILE",
+        show_default=False,
+    ),
+]
+
+
+def run(
+    logs: LogPaths,
+    pipeline: PipelineOpt,
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", help="Run directory to write.", metavar="DIR", show_default=False),
+    ],
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace --out if it is a run directory already.")
+    ] = False,
+    fail_fast: Annotated[
+        bool, typer.Option(help="Stop at the first stage error instead of recording it.")
+    ] = False,
+    figures: Annotated[
+        bool, typer.Option(help="Draw the figures (--no-figures is faster).")
+    ] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print report.json instead of the table.")
+    ] = False,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    typestore: TypestoreOpt = None,
+    msg_path: MsgPathOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Run a pipeline's stages over a log and write the run directory (run.json,
+    metrics.parquet, events.jsonl, figures/, report.html, report.json).
+
+    Exit 0 when the run completed (whatever it found), 130 when interrupted (the partial run
+    is kept, marked incomplete).
+    """
+    from bagscope.builtins import BUILTIN_STAGES
+    from bagscope.commands._running import execute, exit_code, pick_window, print_outcome
+    from bagscope.errors import BagscopeError
+    from bagscope.pipeline.config import build_stages, load_pipeline
+    from bagscope.pipeline.registry import check_plugins
+
+    with user_errors():
+        config = load_pipeline(pipeline)
+        check_plugins()
+        stages = build_stages(config, builtins=BUILTIN_STAGES)
+        if not stages:
+            raise BagscopeError(f"{pipeline}: no [[stages]] to run")
+        with open_logs(logs, typestore, msg_path, strict=strict) as log:
+            t0, t1 = pick_window(log, config, start=start, end=end)
+            result, written = execute(
+                log,
+                config,
+                stages,
+                out_dir=out_dir,
+                window=(t0, t1),
+                overwrite=overwrite,
+                fail_fast=fail_fast,
+                figures=figures,
+            )
+        report = print_outcome(written, as_json=as_json)
+    raise typer.Exit(exit_code(report, fail_on=None, complete=result.complete))
