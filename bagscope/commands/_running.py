@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,12 +15,31 @@ from bagscope.cli import INTERRUPTED_EXIT, err, out
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from bagscope.pipeline.config import PipelineConfig, SyncConfig
+    from bagscope.pipeline.config import PipelineConfig
     from bagscope.pipeline.runner import RunResult
     from bagscope.pipeline.stage import Stage
     from bagscope.replay.log import Log
 
-__all__ = ["default_out", "execute", "exit_code", "pick_window", "print_outcome"]
+__all__ = [
+    "FailFastOpt",
+    "FiguresOpt",
+    "JsonReportOpt",
+    "OverwriteOpt",
+    "default_out",
+    "execute",
+    "exit_code",
+    "pick_window",
+    "print_outcome",
+]
+
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace --out if it is a run directory already.")]
+FailFastOpt = Annotated[
+    bool, typer.Option(help="Stop at the first stage error instead of recording it.")
+]
+FiguresOpt = Annotated[bool, typer.Option(help="Draw the figures (--no-figures is faster).")]
+JsonReportOpt = Annotated[
+    bool, typer.Option("--json", help="Print report.json instead of the table.")
+]
 
 _STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 _VERDICT_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red"}
@@ -61,14 +80,17 @@ def execute(
     stages: Sequence[Stage],
     *,
     out_dir: Path,
-    sync: SyncConfig | None = None,
-    window: tuple[int | None, int | None] = (None, None),
+    start: str | None = None,
+    end: str | None = None,
+    sync_all_sensors: bool = False,
     overwrite: bool = False,
     fail_fast: bool = False,
     figures: bool = True,
 ) -> tuple[RunResult, Path]:
     """Run with a progress bar, then write the run directory and its report (atomically).
 
+    ``start``/``end`` (as typed) win over the pipeline file's window; without a ``[sync]``
+    section, ``sync_all_sensors`` syncs every cloud with every image (``analyze``).
     Ctrl-C stops the read; the stages still finish and the partial run is written, marked
     incomplete; then the command exits 130.
     """
@@ -81,13 +103,14 @@ def execute(
     )
 
     from bagscope.pipeline.rundir import RunDirError, write_run
-    from bagscope.pipeline.session import run_pipeline
+    from bagscope.pipeline.session import auto_sync, run_pipeline
     from bagscope.viz.report import write_report
 
     if out_dir.exists() and not overwrite:
         raise RunDirError(f"{out_dir} already exists; give another --out or --overwrite")
     info = log.info()
-    start_ns, end_ns = window
+    start_ns, end_ns = pick_window(log, config, start=start, end=end)
+    sync = config.sync or (auto_sync(log) if sync_all_sensors else None)
     origin = start_ns if start_ns is not None else info.start_ns
     total = max((end_ns if end_ns is not None else info.end_ns) - origin, 1)
     columns = (

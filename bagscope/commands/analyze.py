@@ -19,6 +19,7 @@ from bagscope.cli import (
     open_logs,
     user_errors,
 )
+from bagscope.commands._running import FailFastOpt, FiguresOpt, JsonReportOpt, OverwriteOpt
 
 
 def analyze(
@@ -56,18 +57,10 @@ def analyze(
             metavar="NAMES",
         ),
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace --out if it is a run directory already.")
-    ] = False,
-    fail_fast: Annotated[
-        bool, typer.Option(help="Stop at the first stage error instead of recording it.")
-    ] = False,
-    figures: Annotated[
-        bool, typer.Option(help="Draw the figures (--no-figures is faster).")
-    ] = True,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print report.json instead of the table.")
-    ] = False,
+    overwrite: OverwriteOpt = False,
+    fail_fast: FailFastOpt = False,
+    figures: FiguresOpt = True,
+    as_json: JsonReportOpt = False,
     start: StartOpt = None,
     end: EndOpt = None,
     typestore: TypestoreOpt = None,
@@ -87,11 +80,10 @@ def analyze(
         default_out,
         execute,
         exit_code,
-        pick_window,
         print_outcome,
     )
     from bagscope.pipeline.config import PipelineConfig, build_stages, load_pipeline
-    from bagscope.pipeline.session import auto_sync
+    from bagscope.pipeline.registry import check_plugins
 
     with user_errors():
         if fail_on is not None and fail_on not in ("error", "warning"):
@@ -99,20 +91,21 @@ def analyze(
         names = _chosen(only, analyzers=ANALYZERS, groups={"health": HEALTH, "quality": QUALITY})
         chosen = [n for n in DEFAULT_ANALYSIS if n in names]
         config = load_pipeline(pipeline) if pipeline is not None else PipelineConfig()
+        if config.stages:
+            check_plugins()  # a broken plugin is named even when this file does not use it
         stages = build_stages(config, builtins=BUILTIN_STAGES, defaults=chosen)
         # stage_timing reads the others' timings: it finishes last whatever the file lists
         stages.sort(key=lambda s: s.name == "stage_timing")
         target = out_dir if out_dir is not None else default_out(logs)
         with open_logs(logs, typestore, msg_path, strict=strict) as log:
-            t0, t1 = pick_window(log, config, start=start, end=end)
-            sync = config.sync or auto_sync(log)
             result, written = execute(
                 log,
                 config,
                 stages,
                 out_dir=target,
-                sync=sync,
-                window=(t0, t1),
+                start=start,
+                end=end,
+                sync_all_sensors=True,
                 overwrite=overwrite,
                 fail_fast=fail_fast,
                 figures=figures,

@@ -17,6 +17,7 @@ from bagscope.cli import (
     open_logs,
     user_errors,
 )
+from bagscope.commands._running import FailFastOpt, FiguresOpt, JsonReportOpt, OverwriteOpt
 
 PipelineOpt = Annotated[
     Path,
@@ -36,18 +37,10 @@ def run(
         Path,
         typer.Option("--out", help="Run directory to write.", metavar="DIR", show_default=False),
     ],
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace --out if it is a run directory already.")
-    ] = False,
-    fail_fast: Annotated[
-        bool, typer.Option(help="Stop at the first stage error instead of recording it.")
-    ] = False,
-    figures: Annotated[
-        bool, typer.Option(help="Draw the figures (--no-figures is faster).")
-    ] = True,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print report.json instead of the table.")
-    ] = False,
+    overwrite: OverwriteOpt = False,
+    fail_fast: FailFastOpt = False,
+    figures: FiguresOpt = True,
+    as_json: JsonReportOpt = False,
     start: StartOpt = None,
     end: EndOpt = None,
     typestore: TypestoreOpt = None,
@@ -61,7 +54,7 @@ def run(
     is kept, marked incomplete).
     """
     from bagscope.builtins import BUILTIN_STAGES
-    from bagscope.commands._running import execute, exit_code, pick_window, print_outcome
+    from bagscope.commands._running import execute, exit_code, print_outcome
     from bagscope.errors import BagscopeError
     from bagscope.pipeline.config import build_stages, load_pipeline
     from bagscope.pipeline.registry import check_plugins
@@ -73,13 +66,13 @@ def run(
         if not stages:
             raise BagscopeError(f"{pipeline}: no [[stages]] to run")
         with open_logs(logs, typestore, msg_path, strict=strict) as log:
-            t0, t1 = pick_window(log, config, start=start, end=end)
             result, written = execute(
                 log,
                 config,
                 stages,
                 out_dir=out_dir,
-                window=(t0, t1),
+                start=start,
+                end=end,
                 overwrite=overwrite,
                 fail_fast=fail_fast,
                 figures=figures,
