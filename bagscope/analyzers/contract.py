@@ -30,6 +30,7 @@ from __future__ import annotations
 from array import array
 from typing import TYPE_CHECKING, Any
 
+from bagscope.analyzers.findings import skip_check
 from bagscope.errors import BagscopeError
 from bagscope.pipeline.stage import Check, Event, StageResult, status_of
 from bagscope.replay.errors import TopicError
@@ -190,14 +191,7 @@ class RecordingContract:
         t0, t1 = self._span
         if not count:
             if not entry.required:
-                check = Check(
-                    name="present",
-                    topic=entry.topic,
-                    status="skip",
-                    value="absent",
-                    threshold="optional",
-                )
-                return [], [check]
+                return [], [skip_check("present", entry.topic, "absent", threshold="optional")]
             why = "not in the log" if topic is None else "in the log without messages"
             event = Event(
                 t_ns=t0,

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bagscope.analyzers.findings import report_check, skip_check
 from bagscope.analyzers.streams import (
     cadence,
     check_positive,
@@ -49,7 +50,7 @@ from bagscope.analyzers.streams import (
     stream_map,
 )
 from bagscope.errors import BagscopeError
-from bagscope.pipeline.stage import Check, Event, StageResult, status_of
+from bagscope.pipeline.stage import Event, StageResult
 from bagscope.replay.timeparse import format_duration
 
 if TYPE_CHECKING:
@@ -262,35 +263,31 @@ class Freeze:
             small = sum(s.small for s in streams)
             if count and small == count:
                 result.checks.append(
-                    Check(
-                        name="freeze",
-                        topic=topic,
-                        status="skip",
-                        value=f"{count} sparse (< {_MIN_CLOUD_BYTES} B)",
+                    skip_check(
+                        "freeze",
+                        topic,
+                        f"{count} sparse (< {_MIN_CLOUD_BYTES} B)",
                         threshold="sparse clouds repeat on a static scene: not judged",
                     )
                 )
                 continue
             if count and parts >= _MULTIPART_SHARE * count:
                 result.checks.append(
-                    Check(
-                        name="freeze",
-                        topic=topic,
-                        status="skip",
-                        value=f"{parts} of {count} share a stamp",
+                    skip_check(
+                        "freeze",
+                        topic,
+                        f"{parts} of {count} share a stamp",
                         threshold="one measurement in parts: not judged",
                     )
                 )
                 continue
-            result.events.extend(events)
-            result.checks.append(
-                Check(
-                    name="freeze",
-                    topic=topic,
-                    status=status_of(events),
-                    value=f"{repeats} repeated of {count}",
-                    threshold=f"runs < {self.min_repeats} repeats",
-                )
+            report_check(
+                result,
+                events,
+                name="freeze",
+                topic=topic,
+                value=f"{repeats} repeated of {count}",
+                threshold=f"runs < {self.min_repeats} repeats",
             )
         return result
 

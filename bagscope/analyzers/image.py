@@ -36,8 +36,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bagscope.analyzers.findings import (
+    corrupt_findings,
+    note_corrupt,
+    per_topic_result,
+    report_check,
+    runs,
+    skip_check,
+)
 from bagscope.errors import BagscopeError
-from bagscope.pipeline.stage import Check, Event, FigureSpec, StageResult, status_of
+from bagscope.pipeline.stage import Event, FigureSpec, StageResult
 from bagscope.replay.decode.cdr import parse_compressed_image
 from bagscope.replay.decode.compressed import JPEG_MAGIC
 from bagscope.replay.decode.image import pixel_layout
@@ -62,16 +70,6 @@ _DARK = 5
 _BRIGHT = 250
 _MIN_FRAMES = 10  # frames a topic needs before its own median is a baseline
 _NEVER_LIT_ALL = 0.95  # a topic dark in this share of pixels in every frame is just dark
-_MAX_TIMES = 50
-
-
-def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """``(first, last)`` index of every run of True in ``mask`` (inclusive)."""
-    if not mask.any():
-        return []
-    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 @dataclass(slots=True)
@@ -139,9 +137,7 @@ class ImageQuality:
             if _unsupported(msg):
                 state.not_judged = state.not_judged or f"{err}: not judged"
                 return
-            state.corrupt_times.append(msg.log_time_ns)
-            if not state.first_error:
-                state.first_error = str(err)
+            note_corrupt(state, msg.log_time_ns, err)
             return
         state.times.append(msg.log_time_ns)
         if grey is None:
@@ -187,21 +183,12 @@ class ImageQuality:
     # ------------------------------------------------------------------------------ results
 
     def finish(self) -> StageResult:
-        result = StageResult()
-        if not self._topics:
-            result.checks.append(
-                Check(
-                    name="images",
-                    topic=None,
-                    status="skip",
-                    value="no Image or CompressedImage topic in the log",
-                    threshold="",
-                )
-            )
-            return result
-        for topic, state in self._topics.items():
-            self._finish_topic(result, topic, state)
-        return result
+        return per_topic_result(
+            self._topics,
+            self._finish_topic,
+            name="images",
+            none="no Image or CompressedImage topic in the log",
+        )
 
     def _finish_topic(self, result: StageResult, topic: str, state: _Topic) -> None:
         times = np.frombuffer(state.times, dtype=np.int64)
@@ -210,10 +197,10 @@ class ImageQuality:
         self._metrics(
             result.metrics, topic, state=state, times=times, dark=dark_share, bright=bright_share
         )
-        self._corrupt(result, topic, state=state)
+        corrupt_findings(result, topic, state, noun="images")
         if state.not_judged and not judged.any():
             for name in ("exposure", "sharpness"):
-                result.checks.append(self._skip(name, topic, state.not_judged))
+                result.checks.append(skip_check(name, topic, state.not_judged))
         elif times.size:
             clipped = self._exposure(
                 result, topic, times=times, dark_share=dark_share, bright_share=bright_share
@@ -265,43 +252,6 @@ class ImageQuality:
                 metrics.extend(key, times, values, topic=topic)
                 metrics.add(f"{key}_median", float(np.nanmedian(values)), topic=topic)
 
-    def _corrupt(self, result: StageResult, topic: str, *, state: _Topic) -> None:
-        corrupt = np.frombuffer(state.corrupt_times, dtype=np.int64)
-        total = state.messages
-        events: list[Event] = []
-        if corrupt.size:
-            share = corrupt.size / total
-            events.append(
-                Event(
-                    t_ns=int(corrupt[0]),
-                    end_ns=int(corrupt[-1]),
-                    topic=topic,
-                    kind="corrupt",
-                    severity="error",
-                    message=(
-                        f"{topic}: {corrupt.size} of {total} images ({share:.1%}) cannot be "
-                        f"decoded: {state.first_error}"
-                    ),
-                    evidence={
-                        "corrupt": int(corrupt.size),
-                        "messages": total,
-                        "share": share,
-                        "first_error": state.first_error,
-                        "times_ns": corrupt[:_MAX_TIMES].tolist(),
-                    },
-                )
-            )
-        result.events.extend(events)
-        result.checks.append(
-            Check(
-                name="decodable",
-                topic=topic,
-                status=status_of(events),
-                value=f"{corrupt.size} of {total} corrupt",
-                threshold="0 corrupt",
-            )
-        )
-
     def _exposure(
         self,
         result: StageResult,
@@ -320,26 +270,24 @@ class ImageQuality:
             ("underexposed", under, dark_share, f"<= {_DARK}"),
             ("overexposed", over, bright_share, f">= {_BRIGHT}"),
         ):
-            for first, last in _runs(mask):
+            for first, last in runs(mask):
                 events.append(
                     self._clip_event(
                         topic, kind, times=times, shares=shares, run=(first, last), what=what
                     )
                 )
-        result.events.extend(events)
         worst_dark = float(np.nanmax(dark_share)) if np.isfinite(dark_share).any() else 0.0
         worst_bright = float(np.nanmax(bright_share)) if np.isfinite(bright_share).any() else 0.0
-        result.checks.append(
-            Check(
-                name="exposure",
-                topic=topic,
-                status=status_of(events),
-                value=(
-                    f"{int(under.sum())} dark, {int(over.sum())} bright frames; worst "
-                    f"{worst_dark:.0%} dark, {worst_bright:.0%} bright"
-                ),
-                threshold=f"<= {self.max_clipped:.0%} of lit pixels clipped",
-            )
+        report_check(
+            result,
+            events,
+            name="exposure",
+            topic=topic,
+            value=(
+                f"{int(under.sum())} dark, {int(over.sum())} bright frames; worst "
+                f"{worst_dark:.0%} dark, {worst_bright:.0%} bright"
+            ),
+            threshold=f"<= {self.max_clipped:.0%} of lit pixels clipped",
         )
         clipped: NDArray[np.bool_] = under | over
         return clipped
@@ -391,16 +339,16 @@ class ImageQuality:
         usable = usable & np.isfinite(blur)
         if int(usable.sum()) < _MIN_FRAMES:
             why = f"{int(usable.sum())} unclipped frames: too few to judge"
-            result.checks.append(self._skip(name, topic, why))
+            result.checks.append(skip_check(name, topic, why))
             return
         median = float(np.median(blur[usable]))
         if median <= 0:
-            result.checks.append(self._skip(name, topic, "no texture in the frames to judge"))
+            result.checks.append(skip_check(name, topic, "no texture in the frames to judge"))
             return
         limit = self.blur_ratio * median
         blurry = usable & (blur < limit)
         events = []
-        for first, last in _runs(blurry):
+        for first, last in runs(blurry):
             count = last - first + 1
             worst = float(blur[first : last + 1].min())
             events.append(
@@ -423,20 +371,15 @@ class ImageQuality:
                     },
                 )
             )
-        result.events.extend(events)
         lowest = float(blur[usable].min())
-        result.checks.append(
-            Check(
-                name=name,
-                topic=topic,
-                status=status_of(events),
-                value=f"lowest {lowest / median:.0%} of median; {int(blurry.sum())} blurry",
-                threshold=f">= {self.blur_ratio:.0%} of the median Laplacian variance",
-            )
+        report_check(
+            result,
+            events,
+            name=name,
+            topic=topic,
+            value=f"lowest {lowest / median:.0%} of median; {int(blurry.sum())} blurry",
+            threshold=f">= {self.blur_ratio:.0%} of the median Laplacian variance",
         )
-
-    def _skip(self, name: str, topic: str, why: str) -> Check:
-        return Check(name=name, topic=topic, status="skip", value=why, threshold="")
 
     # ------------------------------------------------------------------------------ figure
 

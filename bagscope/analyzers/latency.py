@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bagscope.analyzers.findings import skip_check
 from bagscope.analyzers.plotting import TOPIC_COLOURS, legend, mark_events, seconds, style_axes
 from bagscope.analyzers.streams import (
     RELAYED_TYPES,
@@ -309,14 +310,11 @@ class Latency:
         spikes."""
         events: list[Event] = []
         name = topic.topic
-        t0, t1 = int(topic.at[0]), int(topic.at[-1])
         future_dated = topic.msgtype in TF_TYPES
         if topic.median < -self.future_ns and not future_dated:
             events.append(
                 self._event(
                     topic,
-                    t0,
-                    t1,
                     kind="clock_offset",
                     severity="error",
                     message=f"{name}: stamps are {ms(-topic.median)} ahead of the log clock "
@@ -355,8 +353,6 @@ class Latency:
         way = "fast" if ppm < 0 else "slow"
         return self._event(
             topic,
-            int(topic.at[0]),
-            int(topic.at[-1]),
             kind="clock_drift",
             severity="warning",
             message=f"{topic.topic}: the sensor clock runs {way} by {abs(ppm):.0f} ppm "
@@ -382,8 +378,6 @@ class Latency:
         future = int((topic.latency < -self.future_ns).sum())
         return self._event(
             topic,
-            int(topic.at[0]),
-            int(topic.at[-1]),
             kind="stamp_jitter",
             severity="warning",
             message=f"{topic.topic}: stamps scatter by {ms(topic.stamp_sigma)} (sigma) around "
@@ -443,8 +437,7 @@ class Latency:
             events.append(
                 self._event(
                     topic,
-                    int(topic.at[chosen[0]]),
-                    int(topic.at[chosen[-1]]),
+                    (int(topic.at[chosen[0]]), int(topic.at[chosen[-1]])),
                     kind=kind,
                     severity="warning",
                     message=text(int(end - start), value),
@@ -530,8 +523,6 @@ class Latency:
     def _late_sibling(self, a: _Topic, b: _Topic, late: float) -> Event:
         return self._event(
             a,
-            int(a.at[0]),
-            int(a.at[-1]),
             kind="latency_high",
             severity="warning",
             message=f"{a.topic}: arrives {ms(late)} after {b.topic}, which carries the same stamps "
@@ -549,8 +540,6 @@ class Latency:
         way = "earlier" if shift < 0 else "later"
         return self._event(
             a,
-            int(a.at[0]),
-            int(a.at[-1]),
             kind="clock_offset",
             severity="warning",
             message=f"{a.topic}: stamps {ms(abs(shift))} {way} than those of {b.topic}, which "
@@ -570,7 +559,6 @@ class Latency:
         period = topic.cad.period_ns if topic.cad is not None else 0
         excess = topic.median - group_median if group_median is not None else 0.0
         limit = max(self.relative_ns, period)
-        t0, t1 = int(topic.at[0]), int(topic.at[-1])
         evidence = {
             "median_latency_ns": round(topic.median),
             "group_median_ns": None if group_median is None else round(group_median),
@@ -585,8 +573,6 @@ class Latency:
             return [
                 self._event(
                     topic,
-                    t0,
-                    t1,
                     kind="latency_high",
                     severity="warning",
                     message=text,
@@ -598,8 +584,6 @@ class Latency:
             return [
                 self._event(
                     topic,
-                    t0,
-                    t1,
                     kind="latency_high",
                     severity="info",
                     message=text,
@@ -611,14 +595,16 @@ class Latency:
     def _event(
         self,
         topic: _Topic,
-        t0: int,
-        t1: int,
+        span: tuple[int, int] | None = None,
         *,
         kind: str,
         severity: Severity,
         message: str,
         evidence: dict[str, Any],
     ) -> Event:
+        """An event of ``topic`` over ``span`` (log times; default: from the topic's first to its
+        last message with a plausible stamp)."""
+        t0, t1 = (int(topic.at[0]), int(topic.at[-1])) if span is None else span
         return Event(
             t_ns=t0,
             end_ns=t1,
@@ -639,7 +625,7 @@ class Latency:
                 else f"{topic.latency.size} plausible stamps: not judged"
             )
             value = "n/a" if not topic.latency.size else f"p50 {ms(topic.median)}"
-            return [Check(name="latency", topic=name, status="skip", value=value, threshold=why)]
+            return [skip_check("latency", name, value, threshold=why)]
         lat = topic.latency
         p99 = float(np.percentile(lat, 99))
 

@@ -37,8 +37,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bagscope.analyzers.findings import (
+    corrupt_findings,
+    note_corrupt,
+    per_topic_result,
+    report_check,
+    runs,
+    skip_check,
+)
 from bagscope.errors import BagscopeError
-from bagscope.pipeline.stage import Check, Event, FigureSpec, StageResult, status_of
+from bagscope.pipeline.stage import Event, FigureSpec, StageResult
 from bagscope.replay.errors import DecodeError
 from bagscope.replay.timeparse import format_duration
 
@@ -61,17 +69,7 @@ _RETURN_R2 = 1e-6  # squared range (m²) below which a point is "no return" (all
 _MIN_SWEEPS = 10  # sweeps a topic needs before its own median is a baseline
 _STABLE_SHARE = 0.5  # counts within ±25 % of the median in most sweeps: a steady sensor
 _STABLE_TOLERANCE = 0.25
-_MAX_TIMES = 50  # times listed in a corrupt event's evidence
 _INTENSITY_FIELDS = ("intensity", "intensities", "reflectivity")
-
-
-def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """``(first, last)`` index of every run of True in ``mask`` (inclusive)."""
-    if not mask.any():
-        return []
-    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def _pct(values: NDArray[Any], q: Sequence[float]) -> list[float]:
@@ -161,9 +159,7 @@ class PointCloudQuality:
         try:
             cloud: PointCloud = msg.decode()  # type: ignore[assignment]
         except DecodeError as err:
-            state.corrupt_times.append(msg.log_time_ns)
-            if not state.first_error:
-                state.first_error = str(err)
+            note_corrupt(state, msg.log_time_ns, err)
             return
         try:
             xyz = cloud.xyz
@@ -229,29 +225,20 @@ class PointCloudQuality:
     # ------------------------------------------------------------------------------ results
 
     def finish(self) -> StageResult:
-        result = StageResult()
-        if not self._topics:
-            result.checks.append(
-                Check(
-                    name="point clouds",
-                    topic=None,
-                    status="skip",
-                    value="no PointCloud2 topic in the log",
-                    threshold="",
-                )
-            )
-            return result
-        for topic, state in self._topics.items():
-            self._finish_topic(result, topic, state)
-        return result
+        return per_topic_result(
+            self._topics,
+            self._finish_topic,
+            name="point clouds",
+            none="no PointCloud2 topic in the log",
+        )
 
     def _finish_topic(self, result: StageResult, topic: str, state: _Topic) -> None:
         times = np.frombuffer(state.times, dtype=np.int64)
         returns = np.frombuffer(state.returns, dtype=np.int64)
         self._metrics(result.metrics, topic, state=state, times=times, returns=returns)
-        self._corrupt(result, topic, state=state)
+        corrupt_findings(result, topic, state, noun="clouds")
         if state.unjudged and not times.size:
-            result.checks.append(self._skip("returns per sweep", topic, state.unjudged))
+            result.checks.append(skip_check("returns per sweep", topic, state.unjudged))
             return
         self._low_points(result, topic, times=times, returns=returns)
         bins = np.frombuffer(state.bins, dtype=np.int64).reshape(-1, self.sector_bins)
@@ -290,43 +277,6 @@ class PointCloudQuality:
             if np.isfinite(arr).any():
                 metrics.add(key, float(np.nanmedian(arr)), topic=topic)
 
-    def _corrupt(self, result: StageResult, topic: str, *, state: _Topic) -> None:
-        corrupt = np.frombuffer(state.corrupt_times, dtype=np.int64)
-        total = state.messages
-        events: list[Event] = []
-        if corrupt.size:
-            share = corrupt.size / total
-            events.append(
-                Event(
-                    t_ns=int(corrupt[0]),
-                    end_ns=int(corrupt[-1]),
-                    topic=topic,
-                    kind="corrupt",
-                    severity="error",
-                    message=(
-                        f"{topic}: {corrupt.size} of {total} clouds ({share:.1%}) cannot be "
-                        f"decoded: {state.first_error}"
-                    ),
-                    evidence={
-                        "corrupt": int(corrupt.size),
-                        "messages": total,
-                        "share": share,
-                        "first_error": state.first_error,
-                        "times_ns": corrupt[:_MAX_TIMES].tolist(),
-                    },
-                )
-            )
-        result.events.extend(events)
-        result.checks.append(
-            Check(
-                name="decodable",
-                topic=topic,
-                status=status_of(events),
-                value=f"{corrupt.size} of {total} corrupt",
-                threshold="0 corrupt",
-            )
-        )
-
     def _low_points(
         self,
         result: StageResult,
@@ -337,13 +287,13 @@ class PointCloudQuality:
     ) -> None:
         name = "returns per sweep"
         if times.size < _MIN_SWEEPS:
-            result.checks.append(self._skip(name, topic, f"{times.size} sweeps: too few to judge"))
+            result.checks.append(skip_check(name, topic, f"{times.size} sweeps: too few to judge"))
             return
         median = float(np.median(returns))
         steady = np.abs(returns - median) <= _STABLE_TOLERANCE * median
         if median <= 0 or steady.mean() <= _STABLE_SHARE:
             why = f"median {median:g}, counts vary too much to judge"
-            result.checks.append(self._skip(name, topic, why))
+            result.checks.append(skip_check(name, topic, why))
             return
         limit = self.min_points_ratio * median
         low = returns < limit
@@ -351,17 +301,15 @@ class PointCloudQuality:
             self._low_event(
                 topic, times=times, returns=returns, run=run, median=median, limit=limit
             )
-            for run in _runs(low)
+            for run in runs(low)
         ]
-        result.events.extend(events)
-        result.checks.append(
-            Check(
-                name=name,
-                topic=topic,
-                status=status_of(events),
-                value=f"median {median:.0f}, min {int(returns.min())}; {int(low.sum())} low",
-                threshold=f">= {limit:.0f} ({self.min_points_ratio:g} x median)",
-            )
+        report_check(
+            result,
+            events,
+            name=name,
+            topic=topic,
+            value=f"median {median:.0f}, min {int(returns.min())}; {int(low.sum())} low",
+            threshold=f">= {limit:.0f} ({self.min_points_ratio:g} x median)",
         )
 
     def _low_event(
@@ -407,17 +355,17 @@ class PointCloudQuality:
     ) -> None:
         name = "azimuth coverage"
         if times.size < max(_MIN_SWEEPS, 2 * self.min_blocked_sweeps):
-            result.checks.append(self._skip(name, topic, f"{times.size} sweeps: too few to judge"))
+            result.checks.append(skip_check(name, topic, f"{times.size} sweeps: too few to judge"))
             return
         median = np.median(bins, axis=0)
         judged = median >= self.min_bin_points
         if not judged.any():
-            result.checks.append(self._skip(name, topic, "no azimuth bin returns steadily"))
+            result.checks.append(skip_check(name, topic, "no azimuth bin returns steadily"))
             return
         blocked = (bins < self.blocked_fraction * median) & judged
         keep = np.zeros_like(blocked)
         for b in np.flatnonzero(judged):
-            for first, last in _runs(blocked[:, b]):
+            for first, last in runs(blocked[:, b]):
                 if last - first + 1 >= self.min_blocked_sweeps:
                     keep[first : last + 1, b] = True
         events = []
@@ -435,22 +383,20 @@ class PointCloudQuality:
                     period=period,
                 )
             )
-        result.events.extend(events)
         width = 360 / self.sector_bins
-        result.checks.append(
-            Check(
-                name=name,
-                topic=topic,
-                status=status_of(events),
-                value=(
-                    f"{len(events)} blocked sector{'s' if len(events) != 1 else ''}; "
-                    f"{int(judged.sum())} of {self.sector_bins} bins judged"
-                ),
-                threshold=(
-                    f"no {width:g}° bin under {self.blocked_fraction:.0%} of its median for "
-                    f"{self.min_blocked_sweeps} sweeps"
-                ),
-            )
+        report_check(
+            result,
+            events,
+            name=name,
+            topic=topic,
+            value=(
+                f"{len(events)} blocked sector{'s' if len(events) != 1 else ''}; "
+                f"{int(judged.sum())} of {self.sector_bins} bins judged"
+            ),
+            threshold=(
+                f"no {width:g}° bin under {self.blocked_fraction:.0%} of its median for "
+                f"{self.min_blocked_sweeps} sweeps"
+            ),
         )
 
     def _blocked_event(
@@ -496,9 +442,6 @@ class PointCloudQuality:
                 "min_blocked_sweeps": self.min_blocked_sweeps,
             },
         )
-
-    def _skip(self, name: str, topic: str, why: str) -> Check:
-        return Check(name=name, topic=topic, status="skip", value=why, threshold="")
 
     # ------------------------------------------------------------------------------ figures
 
@@ -591,10 +534,10 @@ def _sectors(
     """Group blocked (sweep, bin) cells into sectors: adjacent bins (around 360°) whose blocked
     runs overlap in time are one sector; returns ``((first sweep, last sweep), bins)``."""
     n_bins = blocked.shape[1]
-    runs: list[tuple[int, int, int]] = []  # (bin, first, last)
+    bin_runs: list[tuple[int, int, int]] = []  # (bin, first, last)
     for b in np.flatnonzero(judged):
-        runs.extend((int(b), first, last) for first, last in _runs(blocked[:, b]))
-    parent = list(range(len(runs)))
+        bin_runs.extend((int(b), first, last) for first, last in runs(blocked[:, b]))
+    parent = list(range(len(bin_runs)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -602,20 +545,20 @@ def _sectors(
             i = parent[i]
         return i
 
-    for i, (bi, fi, li) in enumerate(runs):
-        for j in range(i + 1, len(runs)):
-            bj, fj, lj = runs[j]
+    for i, (bi, fi, li) in enumerate(bin_runs):
+        for j in range(i + 1, len(bin_runs)):
+            bj, fj, lj = bin_runs[j]
             adjacent = (bi - bj) % n_bins in (1, n_bins - 1)
             if adjacent and fi <= lj and fj <= li:
                 parent[root(i)] = root(j)
     groups: dict[int, list[int]] = {}
-    for i in range(len(runs)):
+    for i in range(len(bin_runs)):
         groups.setdefault(root(i), []).append(i)
     out = []
     for members in groups.values():
-        bins = sorted({runs[i][0] for i in members})
-        first = min(runs[i][1] for i in members)
-        last = max(runs[i][2] for i in members)
+        bins = sorted({bin_runs[i][0] for i in members})
+        first = min(bin_runs[i][1] for i in members)
+        last = max(bin_runs[i][2] for i in members)
         out.append(((first, last), _circular_order(bins, n_bins)))
     return sorted(out, key=lambda item: (item[0][0], item[1][0]))
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bagscope.analyzers.findings import skip_check
 from bagscope.errors import BagscopeError
 from bagscope.pipeline.stage import Check, Event, FigureSpec, Metrics, StageResult, status_of
 from bagscope.pipeline.timing import percentiles_ns
@@ -125,7 +126,7 @@ class StageTiming:
     # ------------------------------------------------------------------------------ results
 
     def _skip(self, why: str) -> Check:
-        return Check(name="time per frame", topic=None, status="skip", value=why, threshold="")
+        return skip_check("time per frame", None, why)
 
     def _metrics(
         self, metrics: Metrics, timings: StageTimings, series: dict[str, array[int]]

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bagscope.analyzers.findings import report_check, runs, skip_check
 from bagscope.errors import BagscopeError
 from bagscope.pipeline.stage import Check, Event, FigureSpec, StageResult, status_of
 from bagscope.replay.errors import DecodeError
@@ -59,15 +60,6 @@ _PERIODIC_SHARE = 0.5
 _PERIODIC_TOLERANCE = 0.25
 _MIN_INTERVALS = 5
 _MAX_WINDOWS = 20  # stretches without frames listed in an event's evidence
-
-
-def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """``(first, last)`` index of every run of True in ``mask`` (inclusive)."""
-    if not mask.any():
-        return []
-    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def _period(times: array[int]) -> tuple[int | None, bool]:
@@ -177,15 +169,7 @@ class SyncQuality:
     def finish(self) -> StageResult:
         result = StageResult()
         if not self._recorded:
-            result.checks.append(
-                Check(
-                    name="sync",
-                    topic=None,
-                    status="skip",
-                    value="no sync policy: no frames to judge",
-                    threshold="",
-                )
-            )
+            result.checks.append(skip_check("sync", None, "no sync policy: no frames to judge"))
             return result
         stats = self._stats()
         policy = stats.topics if stats is not None and stats.topics else self._policy
@@ -225,16 +209,9 @@ class SyncQuality:
         metrics.add("skew_max_ms", worst / 1e6, topic=topic, label=reference)
         limit, why = self._limit(topic)
         value = f"p95 {format_duration(int(p95))}, max {format_duration(worst)}"
+        name = f"skew vs {reference}"
         if limit is None:
-            result.checks.append(
-                Check(
-                    name=f"skew vs {reference}",
-                    topic=topic,
-                    status="skip",
-                    value=f"{value} ({why}: not judged)",
-                    threshold="",
-                )
-            )
+            result.checks.append(skip_check(name, topic, f"{value} ({why}: not judged)"))
             return
         over = magnitude > limit
         metrics.add("frames_over_skew", int(over.sum()), topic=topic, label=reference)
@@ -242,18 +219,16 @@ class SyncQuality:
             self._skew_event(
                 reference, topic, skews=skews, frames=frames, run=run, limit=limit, why=why
             )
-            for run in _runs(over)
+            for run in runs(over)
             if run[1] - run[0] + 1 >= self.min_stretch
         ]
-        result.events.extend(events)
-        result.checks.append(
-            Check(
-                name=f"skew vs {reference}",
-                topic=topic,
-                status=status_of(events),
-                value=f"{value}; {int(over.sum())} of {skews.size} frames over",
-                threshold=f"<= {format_duration(limit)} for < {self.min_stretch} frames in a row",
-            )
+        report_check(
+            result,
+            events,
+            name=name,
+            topic=topic,
+            value=f"{value}; {int(over.sum())} of {skews.size} frames over",
+            threshold=f"<= {format_duration(limit)} for < {self.min_stretch} frames in a row",
         )
 
     def _limit(self, topic: str) -> tuple[int | None, str]:
@@ -359,14 +334,11 @@ class SyncQuality:
                 metrics.add(key, value, topic=topic)
             if not messages:
                 continue
+            name = "dropped by sync"
             if not frames.size:
                 result.checks.append(
-                    Check(
-                        name="dropped by sync",
-                        topic=topic,
-                        status="skip",
-                        value=f"no frames at all ({counts['dropped']} of {messages} dropped)",
-                        threshold="",
+                    skip_check(
+                        name, topic, f"no frames at all ({counts['dropped']} of {messages} dropped)"
                     )
                 )
                 continue
@@ -380,18 +352,16 @@ class SyncQuality:
                         topic, counts, share=share, windows=windows, frames=frames, cause=cause
                     )
                 )
-            result.events.extend(events)
-            result.checks.append(
-                Check(
-                    name="dropped by sync",
-                    topic=topic,
-                    status=status_of(events),
-                    value=(
-                        f"{share:.1%} ({counts['dropped']} of {messages}); "
-                        f"{counts['not_needed']} not needed, {counts['decode_errors']} corrupt"
-                    ),
-                    threshold=f"<= {self.max_dropped:.1%}",
-                )
+            report_check(
+                result,
+                events,
+                name=name,
+                topic=topic,
+                value=(
+                    f"{share:.1%} ({counts['dropped']} of {messages}); "
+                    f"{counts['not_needed']} not needed, {counts['decode_errors']} corrupt"
+                ),
+                threshold=f"<= {self.max_dropped:.1%}",
             )
 
     def _dropped_event(

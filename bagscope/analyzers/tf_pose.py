@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bagscope.analyzers.findings import report_check, runs, skip_check
 from bagscope.errors import BagscopeError
 from bagscope.pipeline.stage import Check, Event, FigureSpec, StageResult, status_of
 from bagscope.replay.errors import DecodeError, TransformError
@@ -82,15 +83,6 @@ _XYZ = struct.Struct("<3d")
 _BASE = 4  # CDR alignment counts from the end of the encapsulation header
 # From pose.pose.position to twist.twist.linear: position, orientation, 36 covariances (f64).
 _TWIST_OFFSET = (3 + 4 + 36) * 8
-
-
-def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """``(first, last)`` index of every run of True in ``mask`` (inclusive)."""
-    if not mask.any():
-        return []
-    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def _normalise(frame: str) -> str:
@@ -459,13 +451,7 @@ class TfPose:
         result = StageResult()
         if not self._edges and not self._odometry and not self._frame_t:
             result.checks.append(
-                Check(
-                    name="tf and pose",
-                    topic=None,
-                    status="skip",
-                    value="no dynamic TF, odometry or frames in the log",
-                    threshold="",
-                )
+                skip_check("tf and pose", None, "no dynamic TF, odometry or frames in the log")
             )
             return result
         rhythms: dict[tuple[str, str, str], _Rhythm] = {}
@@ -496,7 +482,7 @@ class TfPose:
                 if rhythm.period_ns is None
                 else "irregular intervals"
             )
-            result.checks.append(self._skip(name, track.topic, f"{why}: not judged"))
+            result.checks.append(skip_check(name, track.topic, f"{why}: not judged"))
             return rhythm
         period = rhythm.period_ns
         intervals = np.diff(stamps)
@@ -535,15 +521,13 @@ class TfPose:
                     },
                 )
             )
-        result.events.extend(events)
-        result.checks.append(
-            Check(
-                name=name,
-                topic=track.topic,
-                status=status_of(events),
-                value=f"longest {format_duration(int(intervals.max()))}",
-                threshold=f"<= {format_duration(int(limit))} ({self.gap_factor:g} x period)",
-            )
+        report_check(
+            result,
+            events,
+            name=name,
+            topic=track.topic,
+            value=f"longest {format_duration(int(intervals.max()))}",
+            threshold=f"<= {format_duration(int(limit))} ({self.gap_factor:g} x period)",
         )
         return rhythm
 
@@ -553,7 +537,7 @@ class TfPose:
         stamps, times, xyz = track.sorted()
         name = f"pose jumps: {track.label}"
         if stamps.size < 3:
-            result.checks.append(self._skip(name, track.topic, f"{stamps.size} samples"))
+            result.checks.append(skip_check(name, track.topic, f"{stamps.size} samples"))
             return []
         steps = np.linalg.norm(np.diff(xyz, axis=0), axis=1)
         dt = np.diff(stamps) / 1e9
@@ -635,13 +619,13 @@ class TfPose:
         buffer = self._buffer
         if buffer is None:
             result.checks.append(
-                self._skip("transforms at frame time", None, "the log has no TF: not judged")
+                skip_check("transforms at frame time", None, "the log has no TF: not judged")
             )
             return
         target = self._target(buffer)
         if target is None:
             result.checks.append(
-                self._skip("transforms at frame time", None, "no sensor frame ids to look up")
+                skip_check("transforms at frame time", None, "no sensor frame ids to look up")
             )
             return
         result.metrics.add("target_frame_known", 1.0, label=target)
@@ -703,10 +687,10 @@ class TfPose:
                 used_edges.setdefault(edge, []).append((ok, frames[ok]))
         name = f"transform to {target}"
         if not names:
-            result.checks.append(self._skip(name, topic, "no header frame id"))
+            result.checks.append(skip_check(name, topic, "no header frame id"))
             return
         events = []
-        for first, last in _runs(missing):
+        for first, last in runs(missing):
             count = last - first + 1
             events.append(
                 Event(
@@ -728,16 +712,14 @@ class TfPose:
                     },
                 )
             )
-        result.events.extend(events)
         result.metrics.add("frames_without_transform", int(missing.sum()), topic=topic)
-        result.checks.append(
-            Check(
-                name=name,
-                topic=topic,
-                status=status_of(events),
-                value=f"{int(missing.sum())} of {frames.size} frames without one",
-                threshold="0 frames",
-            )
+        report_check(
+            result,
+            events,
+            name=name,
+            topic=topic,
+            value=f"{int(missing.sum())} of {frames.size} frames without one",
+            threshold="0 frames",
         )
 
     def _stale(
@@ -759,7 +741,7 @@ class TfPose:
             name = f"TF age at frame time: {track.label}"
             if rhythm.period_ns is None or not rhythm.periodic or rhythm.constant:
                 why = "holds at all times" if rhythm.constant else "irregular: not judged"
-                result.checks.append(self._skip(name, track.topic, why))
+                result.checks.append(skip_check(name, track.topic, why))
                 continue
             stamps, _, _ = track.sorted()
             age = np.zeros(frames.size, dtype=np.int64)
@@ -775,17 +757,15 @@ class TfPose:
             result.metrics.extend("age_ms", frames, age / 1e6, topic=track.topic, label=track.label)
             events = [
                 self._stale_event(track, run, frames=frames, age=age, limit=limit)
-                for run in _runs(age > limit)
+                for run in runs(age > limit)
             ]
-            result.events.extend(events)
-            result.checks.append(
-                Check(
-                    name=name,
-                    topic=track.topic,
-                    status=status_of(events),
-                    value=f"oldest {format_duration(int(age.max()))}",
-                    threshold=f"<= {format_duration(limit)}",
-                )
+            report_check(
+                result,
+                events,
+                name=name,
+                topic=track.topic,
+                value=f"oldest {format_duration(int(age.max()))}",
+                threshold=f"<= {format_duration(limit)}",
             )
 
     def _stale_event(
@@ -819,9 +799,6 @@ class TfPose:
                 "child": track.label.split(" -> ")[1],
             },
         )
-
-    def _skip(self, name: str, topic: str | None, why: str) -> Check:
-        return Check(name=name, topic=topic, status="skip", value=why, threshold="")
 
     # ------------------------------------------------------------------------------ figure
 

@@ -16,13 +16,16 @@ import tempfile
 import zlib
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bagscope import open_log
 from bagscope.pipeline.runner import run_stages
 from bagscope.replay.sync import make_policy
 from bagscope.sim.config import make_scenario
 from bagscope.sim.simulate import START_NS, simulate
+
+if TYPE_CHECKING:
+    from bagscope.sim.config import Scenario
 
 __all__ = [
     "CAMERA",
@@ -42,6 +45,7 @@ __all__ = [
     "real_sync_topics",
     "run",
     "showcase_drive",
+    "small_scenario",
     "times_by_stamp",
 ]
 
@@ -88,19 +92,24 @@ def _root() -> Path:
     return _ROOT[0]
 
 
-@cache
-def drive(scenario: str, *, seconds: int, faults: str | None = None, seed: int = SEED) -> Path:
-    """A simulated drive (mcap), built on first request and kept for the test process."""
-    name = f"{scenario}_{seconds}s_{seed}_{zlib.crc32((faults or '').encode()):08x}.mcap"
-    if (_root() / name).exists() and Path(f"{_root() / name}.truth.json").exists():
-        return _root() / name
-    spec = make_scenario(
+def small_scenario(scenario: str, *, seconds: int, seed: int = SEED) -> Scenario:
+    """The simulator's ``scenario``, small: 16 beams, a 320x180 camera, ``seconds`` long."""
+    return make_scenario(
         scenario,
         seed=seed,
         duration_ns=seconds * 1_000_000_000,
         beams=16,
         camera_size=(320, 180),
     )
+
+
+@cache
+def drive(scenario: str, *, seconds: int, faults: str | None = None, seed: int = SEED) -> Path:
+    """A simulated drive (mcap), built on first request and kept for the test process."""
+    name = f"{scenario}_{seconds}s_{seed}_{zlib.crc32((faults or '').encode()):08x}.mcap"
+    if (_root() / name).exists() and Path(f"{_root() / name}.truth.json").exists():
+        return _root() / name
+    spec = small_scenario(scenario, seconds=seconds, seed=seed)
     return simulate(_root() / name, scenario=spec, faults=faults).log_path
 
 

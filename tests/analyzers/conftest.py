@@ -47,16 +47,10 @@ _DRIVES = {
 
 
 def _build(out: Path, scenario: str, seconds: int, faults: str | None) -> Path:
-    from bagscope.sim.config import make_scenario
     from bagscope.sim.simulate import simulate
+    from tests.analyzers._drives import small_scenario
 
-    spec = make_scenario(
-        scenario,
-        seed=MESSAGE_SEED,
-        duration_ns=seconds * 1_000_000_000,
-        beams=16,
-        camera_size=(320, 180),
-    )
+    spec = small_scenario(scenario, seconds=seconds, seed=MESSAGE_SEED)
     return simulate(out, scenario=spec, faults=faults, workers=0).log_path
 
 
@@ -76,9 +70,9 @@ def message_drives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def real_log_paths(shared_data: Path) -> list[Path]:
     """Every real log in ../shared/data: the ROS1 bags and the ROS2 directories."""
-    ros1 = sorted((shared_data / "ros1").glob("*.bag"))
-    ros2 = sorted(p for p in (shared_data / "ros2").iterdir() if p.is_dir())
-    return [*ros1, *ros2]
+    from tests.analyzers._drives import real_logs
+
+    return real_logs(shared_data)
 
 
 # -- hand-written logs --------------------------------------------------------------------------
