@@ -22,7 +22,7 @@ from bagscope.sim.choices import SCENARIOS
 DURATION_NS = 4_000_000_000
 # One fault per drive: every kind the simulator knows, on the topic it is typical for.
 FAULTS = {
-    "drop": "drop:/lidar/points=0.1",
+    "drop": "drop:/lidar/points=0.2",
     "duplicate": "duplicate:/imu=0.05",
     "reorder": "reorder:/odom=0.05",
     "corrupt": "corrupt:/camera/image/compressed=0.1",

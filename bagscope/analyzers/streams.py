@@ -150,14 +150,30 @@ class Cadence:
     periodic: bool
 
 
+# A lossy periodic stream is still periodic: an interval of 2 or 3 periods is a message or two
+# missing from the cadence, not irregularity. Beyond that it is a gap, which irregular topics
+# also have, so it does not count for the cadence.
+_MISSED_MULTIPLES = 3
+# ... but at least this share of the intervals must be single periods.
+_MIN_SINGLE = 0.5
+
+
 def _regularity(times: NDArray[np.int64], tolerance: float) -> tuple[int, float]:
+    """The median interval and the share of intervals that fit a cadence of it."""
     steps = np.diff(times)
     steps = steps[steps > 0]
     if steps.size == 0:
         return 0, 0.0
     period = int(np.median(steps))
-    regular = float(np.mean(np.abs(steps - period) <= tolerance * period))
-    return period, regular
+    if period == 0:
+        return 0, 0.0
+    ratio = steps / period
+    multiple = np.rint(ratio)
+    fits = np.abs(ratio - multiple) <= tolerance
+    single = float(np.mean(fits & (multiple == 1)))
+    if single < _MIN_SINGLE:
+        return period, single
+    return period, float(np.mean(fits & (multiple >= 1) & (multiple <= _MISSED_MULTIPLES)))
 
 
 def cadence(

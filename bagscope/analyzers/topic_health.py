@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bagscope.analyzers.findings import skip_check
 from bagscope.analyzers.plotting import TOPIC_COLOURS, legend, mark_events, seconds, style_axes
 from bagscope.analyzers.streams import (
     NO_STAMP,
@@ -103,6 +104,18 @@ _SEQ = struct.Struct("<I")
 # A headerless topic paused at least this often, for this share of its span, is event-driven.
 _INTERMITTENT_GAPS = 3
 _INTERMITTENT_SHARE = 0.2
+
+
+def _counted(found: _TopicFindings, kind: str, *, name: str, threshold: str) -> Check:
+    """The check of one kind of grouped event: how many messages its events count."""
+    events = [e for e in found.events if e.kind == kind]
+    return Check(
+        name=name,
+        topic=found.topic,
+        status=status_of(events),
+        value=str(sum(int(e.evidence["count"]) for e in events)),
+        threshold=threshold,
+    )
 
 
 class TopicHealth:
@@ -602,27 +615,17 @@ class TopicHealth:
                 why = "event-driven bursts: not judged"
             else:
                 why = "irregular: not judged"
-            checks.append(Check(name="rate", topic=topic, status="skip", value=rate, threshold=why))
+            checks.append(skip_check("rate", topic, rate, threshold=why))
         if found.stamped:
-            dups = [e for e in found.events if e.kind == "duplicate"]
             checks.append(
-                Check(
-                    name="duplicates",
-                    topic=topic,
-                    status=status_of(dups),
-                    value=str(sum(int(e.evidence["count"]) for e in dups)),
-                    threshold="0 (same stamp and bytes)",
+                _counted(
+                    found, "duplicate", name="duplicates", threshold="0 (same stamp and bytes)"
                 )
             )
             if judged:
-                order = [e for e in found.events if e.kind == "out_of_order"]
                 checks.append(
-                    Check(
-                        name="order",
-                        topic=topic,
-                        status=status_of(order),
-                        value=str(sum(int(e.evidence["count"]) for e in order)),
-                        threshold="stamps in arrival order",
+                    _counted(
+                        found, "out_of_order", name="order", threshold="stamps in arrival order"
                     )
                 )
         return checks
@@ -661,6 +664,7 @@ class TopicHealth:
                         color=colour,
                         label=found.topic,
                         linewidth=1.2,
+                        baseline=None,  # no edges down to 0 at the first and last bin
                     )
                 mark_events(ax, found.events, origin)
             ax.set_yscale("log")
