@@ -25,6 +25,8 @@ ANALYZERS: Mapping[str, str] = MappingProxyType(
         "pointcloud": "bagscope.analyzers.pointcloud:PointCloudQuality",
         "image": "bagscope.analyzers.image:ImageQuality",
         "stage_timing": "bagscope.analyzers.stage_timing:StageTiming",
+        # against ground truth; runs when a pipeline names a detector (or analyze --detect)
+        "detection": "bagscope.analyzers.detection:DetectionEvaluation",
     }
 )
 # Stamps and bytes only: what `replay analyze --only health` runs, fast on any log.

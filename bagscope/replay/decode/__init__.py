@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+from bagscope.replay.decode.boxes import Boxes, decode_detection3d_array
 from bagscope.replay.decode.camera import CameraModel, decode_camera_info
 from bagscope.replay.decode.cdr import (
     check_compressed_image,
@@ -80,6 +81,7 @@ DECODERS: Mapping[str, Decoder] = MappingProxyType(
         "sensor_msgs/msg/NavSatFix": Decoder(decode=decode_navsatfix, slot="record"),
         "nav_msgs/msg/Odometry": Decoder(decode=decode_odometry, slot="record"),
         "sensor_msgs/msg/LaserScan": Decoder(decode=decode_laserscan, slot="record"),
+        "vision_msgs/msg/Detection3DArray": Decoder(decode=decode_detection3d_array, slot="record"),
     }
 )
 
@@ -91,6 +93,7 @@ def types_in_slot(slot: Slot) -> frozenset[str]:
 
 __all__ = [
     "DECODERS",
+    "Boxes",
     "CameraImage",
     "CameraModel",
     "Decoder",
@@ -102,6 +105,7 @@ __all__ = [
     "Slot",
     "decode_camera_info",
     "decode_compressed_image",
+    "decode_detection3d_array",
     "decode_image",
     "decode_imu",
     "decode_laserscan",

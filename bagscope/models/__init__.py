@@ -1,0 +1,26 @@
+"""Model stages: they add outputs to a frame (points kept, boxes found, tracks, projections,
+a network's results) for the stages after them. One module each; this table names them for
+pipeline files (``module:Class`` targets, imported only when a run asks for them).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["MODELS"]
+
+MODELS: Mapping[str, str] = MappingProxyType(
+    {
+        "voxel_downsample": "bagscope.models.voxel:VoxelDownsample",
+        "crop": "bagscope.models.crop:Crop",
+        "ground_segmentation": "bagscope.models.ground:GroundSegmentation",
+        "clustering": "bagscope.models.clustering:Clustering",
+        "project_to_camera": "bagscope.models.projection:ProjectToCamera",
+        "tracker": "bagscope.models.tracker:Tracker",
+        "onnx": "bagscope.models.onnx:OnnxModel",
+    }
+)
