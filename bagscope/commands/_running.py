@@ -83,6 +83,7 @@ def execute(
     start: str | None = None,
     end: str | None = None,
     sync_all_sensors: bool = False,
+    also_sync: Sequence[str] = (),
     overwrite: bool = False,
     fail_fast: bool = False,
     figures: bool = True,
@@ -110,7 +111,7 @@ def execute(
         raise RunDirError(f"{out_dir} already exists; give another --out or --overwrite")
     info = log.info()
     start_ns, end_ns = pick_window(log, config, start=start, end=end)
-    sync = config.sync or (auto_sync(log) if sync_all_sensors else None)
+    sync = config.sync or (auto_sync(log, also=also_sync) if sync_all_sensors else None)
     origin = start_ns if start_ns is not None else info.start_ns
     total = max((end_ns if end_ns is not None else info.end_ns) - origin, 1)
     columns = (

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,10 @@ from bagscope.cli import (
     user_errors,
 )
 from bagscope.commands._running import FailFastOpt, FiguresOpt, JsonReportOpt, OverwriteOpt
+
+if TYPE_CHECKING:
+    from bagscope.pipeline.config import PipelineConfig
+    from bagscope.replay.log import Log
 
 
 def analyze(
@@ -57,6 +61,13 @@ def analyze(
             metavar="NAMES",
         ),
     ] = None,
+    detect: Annotated[
+        bool,
+        typer.Option(
+            help="Also run the built-in lidar detector (voxel, ground, clustering, tracker) "
+            "and evaluate it against the log's ground truth (vision_msgs/Detection3DArray).",
+        ),
+    ] = False,
     overwrite: OverwriteOpt = False,
     fail_fast: FailFastOpt = False,
     figures: FiguresOpt = True,
@@ -74,7 +85,7 @@ def analyze(
     directory with report.html. Exit 0 when the analysis ran, whatever it found (1 with
     --fail-on when such events exist; 130 when interrupted).
     """
-    from bagscope.analyzers import ANALYZERS, DEFAULT_ANALYSIS, HEALTH, QUALITY
+    from bagscope.analyzers import DEFAULT_ANALYSIS, HEALTH, QUALITY
     from bagscope.builtins import BUILTIN_STAGES
     from bagscope.commands._running import (
         default_out,
@@ -88,16 +99,21 @@ def analyze(
     with user_errors():
         if fail_on is not None and fail_on not in ("error", "warning"):
             bad_option(f"--fail-on must be 'error' or 'warning', not {fail_on!r}")
-        names = _chosen(only, analyzers=ANALYZERS, groups={"health": HEALTH, "quality": QUALITY})
+        names = _chosen(
+            only, analyzers=DEFAULT_ANALYSIS, groups={"health": HEALTH, "quality": QUALITY}
+        )
         chosen = [n for n in DEFAULT_ANALYSIS if n in names]
         config = load_pipeline(pipeline) if pipeline is not None else PipelineConfig()
         if config.stages:
             check_plugins()  # a broken plugin is named even when this file does not use it
-        stages = build_stages(config, builtins=BUILTIN_STAGES, defaults=chosen)
-        # stage_timing reads the others' timings: it finishes last whatever the file lists
-        stages.sort(key=lambda s: s.name == "stage_timing")
         target = out_dir if out_dir is not None else default_out(logs)
         with open_logs(logs, typestore, msg_path, strict=strict) as log:
+            truth: str | None = None
+            if detect:
+                config, truth = _with_detection(config, log=log)
+            stages = build_stages(config, builtins=BUILTIN_STAGES, defaults=chosen)
+            # stage_timing reads the others' timings: it finishes last whatever the file lists
+            stages.sort(key=lambda s: s.name == "stage_timing")
             result, written = execute(
                 log,
                 config,
@@ -106,6 +122,7 @@ def analyze(
                 start=start,
                 end=end,
                 sync_all_sensors=True,
+                also_sync=(truth,) if truth else (),
                 overwrite=overwrite,
                 fail_fast=fail_fast,
                 figures=figures,
@@ -115,7 +132,7 @@ def analyze(
 
 
 def _chosen(
-    only: str | None, *, analyzers: Mapping[str, str], groups: Mapping[str, tuple[str, ...]]
+    only: str | None, *, analyzers: Sequence[str], groups: Mapping[str, tuple[str, ...]]
 ) -> set[str]:
     """The analyzer names ``--only`` asks for (all of them without it)."""
     if only is None:
@@ -132,3 +149,40 @@ def _chosen(
     if not names:
         bad_option("--only names no analyzer")
     return names
+
+
+def _with_detection(config: PipelineConfig, *, log: Log) -> tuple[PipelineConfig, str]:
+    """``config`` plus the built-in detector and its evaluation against the ground truth.
+
+    The truth topic is the pipeline's own detection stage's ``truth`` if it lists one, else
+    the log's first Detection3DArray topic; a log without one is a one-line error.
+    """
+    from dataclasses import replace
+
+    from bagscope.errors import BagscopeError
+    from bagscope.models import DETECTION_PIPELINE, DETECTOR
+    from bagscope.pipeline.config import StageConfig
+    from bagscope.pipeline.session import truth_topics
+
+    listed = {s.name for s in config.stages}
+    found = truth_topics(log)
+    if not found:
+        msg = (
+            "--detect needs ground truth (a vision_msgs/msg/Detection3DArray topic); "
+            "this log has none"
+        )
+        raise BagscopeError(msg)
+    added = [
+        StageConfig(use=use, name=use, params=dict(params))
+        for use, params in DETECTION_PIPELINE
+        if use not in listed
+    ]
+    if "detection" not in listed:
+        added.append(
+            StageConfig(
+                use="detection",
+                name="detection",
+                params={"detector": DETECTOR, "truth": found[0]},
+            )
+        )
+    return replace(config, stages=(*config.stages, *added)), found[0]

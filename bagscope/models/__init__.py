@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["MODELS"]
+__all__ = ["DETECTION_PIPELINE", "DETECTOR", "MODELS"]
 
 MODELS: Mapping[str, str] = MappingProxyType(
     {
@@ -24,3 +24,13 @@ MODELS: Mapping[str, str] = MappingProxyType(
         "onnx": "bagscope.models.onnx:OnnxModel",
     }
 )
+
+# `replay analyze --detect`: the built-in lidar detector and tracker, as a pipeline file would
+# list them ([[stages]] use + parameters), evaluated at the detector's output.
+DETECTION_PIPELINE: tuple[tuple[str, Mapping[str, object]], ...] = (
+    ("voxel_downsample", {}),
+    ("ground_segmentation", {"input": "voxel_downsample"}),
+    ("clustering", {"input": "ground_segmentation"}),
+    ("tracker", {"input": "clustering"}),
+)
+DETECTOR = "clustering"

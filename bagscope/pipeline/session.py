@@ -20,32 +20,40 @@ if TYPE_CHECKING:
     from bagscope.replay.log import Log
     from bagscope.replay.sync import SyncPolicy
 
-__all__ = ["auto_sync", "run_pipeline", "sync_policy", "window"]
+__all__ = ["auto_sync", "run_pipeline", "sync_policy", "truth_topics", "window"]
 
 _MIN_AUTO_SLOP_NS = 50_000_000
 
 
-def auto_sync(log: Log) -> SyncConfig | None:
+def auto_sync(log: Log, *, also: Sequence[str] = ()) -> SyncConfig | None:
     """What ``analyze`` syncs when the pipeline file does not say: every point-cloud topic and
-    every image topic, one frame per sweep of the first cloud topic (``nearest``).
+    every image topic (and the topics in ``also``, e.g. ground truth), one frame per sweep of
+    the first cloud topic (``nearest``).
 
     The slop is the slowest partner's period (at least 50 ms): a partner is always expected
-    within one of its own periods of a sweep. None when the log has no cloud or no image topic
-    (no frames; the message-level analyzers still run).
+    within one of its own periods of a sweep. None when the log has no cloud, or nothing to
+    sync it with (no frames; the message-level analyzers still run).
     """
     from bagscope.replay.decode import types_in_slot
 
     clouds, images = types_in_slot("cloud"), types_in_slot("image")
     info = log.info()
+    extra = {log.resolve_topic(t) for t in also}
     cloud_topics = [t for t in info.topics if t.msgtype in clouds and t.count > 1]
-    image_topics = [t for t in info.topics if t.msgtype in images and t.count > 1]
-    if not cloud_topics or not image_topics:
-        return None
-    partners = [*cloud_topics[1:], *image_topics]
+    others = [t for t in info.topics if (t.msgtype in images and t.count > 1) or t.name in extra]
+    if not cloud_topics or not others:
+        return None  # clouds alone (a lidar and radars) are not a camera + lidar frame
+    partners = [*cloud_topics[1:], *others]
     periods = [round(1e9 / t.rate_hz) for t in partners if t.rate_hz]
     slop = max([_MIN_AUTO_SLOP_NS, *periods])
     topics = tuple(t.name for t in (cloud_topics[0], *partners))
     return SyncConfig(topics=topics, policy="nearest", slop_ns=slop)
+
+
+def truth_topics(log: Log) -> list[str]:
+    """Topics of ground-truth boxes (``vision_msgs/Detection3DArray``), as recorded."""
+    kinds = {"vision_msgs/msg/Detection3DArray", "vision_msgs/Detection3DArray"}
+    return [t.name for t in log.info().topics if t.msgtype in kinds and t.count]
 
 
 def sync_policy(log: Log, sync: SyncConfig | None) -> SyncPolicy[Any] | None:
