@@ -46,6 +46,16 @@ def run(
     typestore: TypestoreOpt = None,
     msg_path: MsgPathOpt = None,
     strict: StrictOpt = False,
+    write_bag: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-bag",
+            help="Also write the log's messages plus the stages' boxes and points as a bag "
+            "(*.mcap; a bare name or *.db3: a rosbag2 directory); --overwrite replaces it.",
+            metavar="OUT",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline's stages over a log and write the run directory (run.json,
     metrics.parquet, events.jsonl, figures/, report.html, report.json).
@@ -65,17 +75,28 @@ def run(
         stages = build_stages(config, builtins=BUILTIN_STAGES)
         if not stages:
             raise BagscopeError(f"{pipeline}: no [[stages]] to run")
+        bag = None
+        if write_bag is not None:
+            from bagscope.pipeline.results_bag import ResultsBag
+
+            bag = ResultsBag(out=write_bag, overwrite=overwrite)
+            stages = [*stages, bag]  # last: it sees every other stage's output
         with open_logs(logs, typestore, msg_path, strict=strict) as log:
-            result, written = execute(
-                log,
-                config,
-                stages,
-                out_dir=out_dir,
-                start=start,
-                end=end,
-                overwrite=overwrite,
-                fail_fast=fail_fast,
-                figures=figures,
-            )
+            try:
+                result, written = execute(
+                    log,
+                    config,
+                    stages,
+                    out_dir=out_dir,
+                    start=start,
+                    end=end,
+                    overwrite=overwrite,
+                    fail_fast=fail_fast,
+                    figures=figures,
+                )
+            except BaseException:
+                if bag is not None:
+                    bag.abort()  # a failed run leaves no half-written bag (a placed one stays)
+                raise
         report = print_outcome(written, as_json=as_json)
     raise typer.Exit(exit_code(report, fail_on=None, complete=result.complete))

@@ -17,6 +17,7 @@ import numpy as np
 import simplejpeg
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from bagscope.replay.msgdefs import DETECTIONS, VISION_MSGS
 from bagscope.replay.rotation import matrix_to_quat
 
 if TYPE_CHECKING:
@@ -48,26 +49,6 @@ CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 TF = "tf2_msgs/msg/TFMessage"
 ODOMETRY = "nav_msgs/msg/Odometry"
 IMU = "sensor_msgs/msg/Imu"
-DETECTIONS = "vision_msgs/msg/Detection3DArray"
-
-# vision_msgs as released for ROS2 Humble (4.x): since 3.0 Detection3D carries a string ``id``
-# and no source cloud, and a hypothesis is a (class_id, score) pair.
-VISION_MSGS: dict[str, str] = {
-    "vision_msgs/msg/ObjectHypothesis": "string class_id\nfloat64 score\n",
-    "vision_msgs/msg/ObjectHypothesisWithPose": (
-        "vision_msgs/ObjectHypothesis hypothesis\ngeometry_msgs/PoseWithCovariance pose\n"
-    ),
-    "vision_msgs/msg/BoundingBox3D": "geometry_msgs/Pose center\ngeometry_msgs/Vector3 size\n",
-    "vision_msgs/msg/Detection3D": (
-        "std_msgs/Header header\n"
-        "vision_msgs/ObjectHypothesisWithPose[] results\n"
-        "vision_msgs/BoundingBox3D bbox\n"
-        "string id\n"
-    ),
-    "vision_msgs/msg/Detection3DArray": (
-        "std_msgs/Header header\nvision_msgs/Detection3D[] detections\n"
-    ),
-}
 
 # x, y, z, intensity, ring, t: 4-byte aligned like Ouster/Hesai drivers, so a reader can view
 # the buffer with one structured dtype; 2 pad bytes after ``ring`` keep ``t`` aligned.
