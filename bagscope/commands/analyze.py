@@ -160,7 +160,7 @@ def _with_detection(config: PipelineConfig, *, log: Log) -> tuple[PipelineConfig
     from dataclasses import replace
 
     from bagscope.errors import BagscopeError
-    from bagscope.models import DETECTION_PIPELINE, DETECTOR
+    from bagscope.models import DETECTION_PIPELINE, DETECTOR, TRUTH_MIN_POINTS
     from bagscope.pipeline.config import StageConfig
     from bagscope.pipeline.session import truth_topics
 
@@ -182,7 +182,7 @@ def _with_detection(config: PipelineConfig, *, log: Log) -> tuple[PipelineConfig
             StageConfig(
                 use="detection",
                 name="detection",
-                params={"detector": DETECTOR, "truth": found[0]},
+                params={"detector": DETECTOR, "truth": found[0], "min_points": TRUTH_MIN_POINTS},
             )
         )
     return replace(config, stages=(*config.stages, *added)), found[0]

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["DETECTION_PIPELINE", "DETECTOR", "MODELS"]
+__all__ = ["DETECTION_PIPELINE", "DETECTOR", "MODELS", "TRUTH_MIN_POINTS"]
 
 MODELS: Mapping[str, str] = MappingProxyType(
     {
+        "deskew": "bagscope.models.deskew:Deskew",
         "voxel_downsample": "bagscope.models.voxel:VoxelDownsample",
         "crop": "bagscope.models.crop:Crop",
         "ground_segmentation": "bagscope.models.ground:GroundSegmentation",
@@ -28,9 +29,13 @@ MODELS: Mapping[str, str] = MappingProxyType(
 # `replay analyze --detect`: the built-in lidar detector and tracker, as a pipeline file would
 # list them ([[stages]] use + parameters), evaluated at the detector's output.
 DETECTION_PIPELINE: tuple[tuple[str, Mapping[str, object]], ...] = (
-    ("voxel_downsample", {}),
+    ("deskew", {}),
+    ("voxel_downsample", {"input": "deskew"}),
     ("ground_segmentation", {"input": "voxel_downsample"}),
     ("clustering", {"input": "ground_segmentation"}),
     ("tracker", {"input": "clustering"}),
 )
 DETECTOR = "clustering"
+# Truths hit by fewer lidar points are "don't care" (a car hidden behind a car): no detector
+# can be asked to find them, nuScenes-style.
+TRUTH_MIN_POINTS = 5
