@@ -43,7 +43,7 @@ demo: setup
 	$(BIN)/replay simulate $(DEMO_DIR)/drive.mcap --duration 20s --seed 0 --scenario urban \
 	  --faults "drop:/lidar/points=0.05,outage:/camera/image/compressed=12s+1.5s,delay:/camera/image/compressed=40ms" \
 	  --overwrite
-	$(BIN)/replay analyze $(DEMO_DIR)/drive.mcap --out $(DEMO_DIR)/run --overwrite
+	$(BIN)/replay analyze $(DEMO_DIR)/drive.mcap --detect --out $(DEMO_DIR)/run --overwrite
 	$(BIN)/replay score $(DEMO_DIR)/run --truth $(DEMO_DIR)/drive.mcap.truth.json
 
 lint: setup
@@ -63,6 +63,7 @@ bench: setup
 	$(BIN)/python bench/small_messages.py
 	$(BIN)/python bench/simulate.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/models.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

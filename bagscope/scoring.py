@@ -5,7 +5,9 @@ Each injected fault is *found* when an event of a kind that describes it (``FAUL
 on the fault's topic and overlaps its time (within ``TOLERANCE_NS``). Every warning or error
 event that no fault explains is a *false alarm*: an event explains itself by a fault when it is
 on that fault's topic (or names it in its evidence) while the fault is active, whatever its
-kind - an outage of the camera legitimately also starves the sync of camera frames.
+kind - an outage of the camera legitimately also starves the sync of camera frames. Findings
+about the pipeline rather than the log (a detector's misses, a stage over its time budget) are
+left out.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ FAULT_EVENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 # Event times are log (receive) times, fault times true stamps; detectors also need a period
 # or two to see that something stopped.
 TOLERANCE_NS = 1_000_000_000
+# Findings about the pipeline, not the log (a detector's misses, a slow stage): never a fault
+# of the recording, so never a false alarm either.
+_NOT_ABOUT_THE_LOG = frozenset({"missed_detections", "false_detections", "over_budget"})
 # Faults that act on every message of the drive: found anywhere in it.
 _WHOLE_DRIVE = frozenset({"delay", "jitter", "clock_offset", "drift"})
 
@@ -195,6 +200,7 @@ def score(events: Sequence[Event], faults: Sequence[Fault]) -> Score:
         e
         for e in events
         if e.severity in ("warning", "error")
+        and e.kind not in _NOT_ABOUT_THE_LOG
         and not any(_on_topic(e, f) and _overlaps(e, f) for f in explained)
     )
     return Score(faults=tuple(results), false_alarms=false_alarms)

@@ -3,7 +3,7 @@
 Each stage runs inside ``run_stages`` (so the runner's own per-frame timings are what is
 reported), in the default detection pipeline's order:
 
-  voxel_downsample(0.2) -> ground_segmentation -> clustering -> tracker
+  deskew -> voxel_downsample(0.2) -> ground_segmentation -> clustering -> tracker
   (+ project_to_camera of the obstacle points into the camera image)
 
 and prints per stage the ms per frame (p50 / p95), then the whole detection pipeline's frames/s
@@ -28,7 +28,7 @@ import numpy as np
 CACHE = Path(__file__).resolve().parent / ".cache"
 LIDAR = "/lidar/points"
 CAMERA = "/camera/image/compressed"
-DETECTION = ("voxel_downsample", "ground_segmentation", "clustering", "tracker")
+DETECTION = ("deskew", "voxel_downsample", "ground_segmentation", "clustering", "tracker")
 
 
 def drive(seconds: int) -> Path:
@@ -44,11 +44,13 @@ def drive(seconds: int) -> Path:
 
 def stages() -> tuple[list[Any], list[str]]:
     from bagscope.models.clustering import Clustering
+    from bagscope.models.deskew import Deskew
     from bagscope.models.ground import GroundSegmentation
     from bagscope.models.voxel import VoxelDownsample
 
     out: list[Any] = [
-        VoxelDownsample(voxel=0.2),
+        Deskew(),
+        VoxelDownsample(input="deskew", voxel=0.2),
         GroundSegmentation(input="voxel_downsample"),
         Clustering(input="ground_segmentation"),
     ]
