@@ -879,11 +879,17 @@ class DetectionEvaluation:
                 item.iou, order=order, allowed=allowed, threshold=threshold, higher_is_better=True
             )
             hit_truth = set(matched[matched >= 0].tolist())
+            # "don't care" truths (too few points) count nowhere, as in the other tables
+            ignored = set(np.flatnonzero((item.points >= 0) & (item.points < self.min_points)))
             for p, t in enumerate(matched.tolist()):
+                if t in ignored:
+                    continue
                 key = (truth.labels[t], preds.labels[p]) if t >= 0 else ("(none)", preds.labels[p])
                 pairs[key] = pairs.get(key, 0) + 1
                 pred_classes.add(preds.labels[p])
             for t, label in enumerate(truth.labels):
+                if t in ignored:
+                    continue
                 true_classes.add(label)
                 if t not in hit_truth:
                     pairs[(label, "(missed)")] = pairs.get((label, "(missed)"), 0) + 1
