@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bagscope.errors import BagscopeError
+from bagscope.interrupts import deferred_interrupt
 from bagscope.pipeline.stage import Event, status_of
 
 if TYPE_CHECKING:
@@ -264,7 +265,8 @@ def write_run(
     parent = out.parent if str(out.parent) else Path()
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+        with deferred_interrupt():  # never a temp folder whose name we did not keep
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
     except OSError as err:
         msg = f"cannot write the run directory {out}: {err.strerror or err}"
         raise RunDirError(msg) from err

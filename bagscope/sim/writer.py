@@ -28,6 +28,7 @@ from rosbags.rosbag1 import Writer as Writer1
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin
 from rosbags.rosbag2 import Writer as Writer2
 
+from bagscope.interrupts import deferred_interrupt
 from bagscope.sim.choices import DEFAULT_FORMAT, FORMATS
 from bagscope.sim.errors import OutputExistsError, SimError
 
@@ -156,8 +157,12 @@ class LogWriter:
 
     def __enter__(self) -> LogWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
         try:
+            # Ctrl-C between mkdtemp creating the folder and us holding its name would leave
+            # the folder behind: the interrupt waits until the name is kept.
+            with deferred_interrupt():
+                prefix = f".{self.out.name}."
+                self._tmpdir = Path(tempfile.mkdtemp(prefix=prefix, dir=self.out.parent))
             self._writer = self._open(self._tmpdir)
         except BaseException:
             self._discard()
@@ -219,8 +224,9 @@ class LogWriter:
 
     def _discard(self) -> None:
         if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+            with deferred_interrupt():  # a second Ctrl-C must not stop the clean-up halfway
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+                self._tmpdir = None
 
     def _commit(self) -> None:
         """Rename the finished log and its sidecars into place; old ones go only at the end.
