@@ -19,27 +19,19 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-CACHE = Path(__file__).resolve().parent / ".cache"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _drives import drive
+
 LIDAR = "/lidar/points"
 CAMERA = "/camera/image/compressed"
 DETECTION = ("deskew", "voxel_downsample", "ground_segmentation", "clustering", "tracker")
-
-
-def drive(seconds: int) -> Path:
-    from bagscope.sim.simulate import simulate
-
-    path = CACHE / f"pipeline_urban_{seconds}s.mcap"
-    if not path.exists():
-        CACHE.mkdir(exist_ok=True)
-        print(f"simulating {seconds} s drive -> {path} (once)", flush=True)
-        simulate(path, duration_ns=seconds * 1_000_000_000, seed=0, scenario="urban")
-    return path
 
 
 def stages() -> tuple[list[Any], list[str]]:
