@@ -196,6 +196,7 @@ from bagscope.commands import (  # noqa: E402  (they use the names above)
     analyze,
     frames,
     info,
+    plot,
     run,
     score,
     simulate,
@@ -207,6 +208,7 @@ app.command("simulate")(simulate.simulate)
 app.command("analyze")(analyze.analyze)
 app.command("run")(run.run)
 app.command("score")(score.score)
+app.command("plot")(plot.plot)
 
 
 def main() -> None:
