@@ -194,7 +194,7 @@ class Clustering:
         name: str | None = None,
         input: str | None = "ground_segmentation",
         eps: float = 0.5,
-        min_points: int = 5,
+        min_points: int = 3,
         max_points: int = 20_000,
         min_height: float = 0.5,
         max_height: float = 4.5,
