@@ -197,6 +197,7 @@ from bagscope.commands import (  # noqa: E402  (they use the names above)
     frames,
     info,
     plot,
+    render,
     run,
     score,
     simulate,
@@ -209,6 +210,7 @@ app.command("analyze")(analyze.analyze)
 app.command("run")(run.run)
 app.command("score")(score.score)
 app.command("plot")(plot.plot)
+app.command("render")(render.render)
 
 
 def main() -> None:
