@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from bagscope.commands import render as render_cmd
+from bagscope.cli import app
 from bagscope.viz.render import (
     BACKGROUND_U8,
     SceneRenderer,
@@ -32,14 +31,6 @@ if TYPE_CHECKING:
 
 IMAGE = "/camera/image/compressed"
 SIZE = (320, 180)
-
-app = typer.Typer()
-app.command("render")(render_cmd.render)
-
-
-@app.command("other")
-def _other() -> None:
-    """A second command, so that ``render`` is a subcommand as in the real CLI."""
 
 
 @pytest.fixture(scope="module")
