@@ -88,8 +88,10 @@ def render_log(
     check_camera(log, spec)
     _, truth = choose_sync(log, config)
     times = OutputTimes(start_ns=start_ns, end_ns=end_ns, fps=fps)
-    log_start = log.info().start_ns
-    span = (start_ns, end_ns)
+    info = log.info()
+    log_start = info.start_ns
+    # the timeline is the whole log, so one shot still shows where in the drive it is
+    span = (info.start_ns, info.end_ns)
     needs_panels = spec.view not in PRESETS
     state: dict[str, SceneRenderer] = {}
     writer = open_writer(out, size=spec.size, fps=fps, overwrite=overwrite)

@@ -286,10 +286,15 @@ def strip_image(
     def x_of(t: int) -> int:
         return left + round((min(max(t, start), end) - start) / extent * (right - left))
 
-    for event in events:
+    # one row per severity (errors lowest), so a warning that lasts the whole log does not
+    # hide the short errors under it
+    rows = {"info": 0, "warning": 1, "error": 2}
+    row_h = max((y1 - y0 - 8) // 3, 2)
+    for event in sorted(events, key=lambda e: rows.get(e.severity, 0)):
         xa, xb = x_of(event.t_ns), x_of(max(event.end_ns, event.t_ns))
         color = _SEVERITY_COLORS.get(event.severity, (150, 150, 150))
-        draw.rectangle((xa, y0 + 4, max(xb, xa + 1), y1 - 4), fill=color)
+        top = y0 + 4 + rows.get(event.severity, 0) * row_h
+        draw.rectangle((xa, top, max(xb, xa + 1), top + row_h - 1), fill=color)
     x = x_of(t_ns)
     draw.rectangle((x - 1, y0, x + 1, y1), fill=(255, 255, 255))
     return np.asarray(pil)
