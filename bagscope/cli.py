@@ -201,6 +201,7 @@ from bagscope.commands import (  # noqa: E402  (they use the names above)
     run,
     score,
     simulate,
+    view,
 )
 
 app.command("info")(info.info)
@@ -211,6 +212,7 @@ app.command("run")(run.run)
 app.command("score")(score.score)
 app.command("plot")(plot.plot)
 app.command("render")(render.render)
+app.command("view")(view.view)
 
 
 def main() -> None:
