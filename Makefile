@@ -64,6 +64,7 @@ bench: setup
 	$(BIN)/python bench/simulate.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/models.py
+	$(BIN)/python bench/render.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
