@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import tempfile
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +39,7 @@ import numpy as np
 
 from bagscope.errors import BagscopeError
 from bagscope.pipeline.stage import Check, StageResult
-from bagscope.replay.decode.boxes import Boxes
+from bagscope.replay.decode.boxes import Boxes, class_color
 from bagscope.replay.msgdefs import DETECTIONS, register_vision_msgs
 
 if TYPE_CHECKING:
@@ -66,29 +65,6 @@ CUBE, TEXT_VIEW_FACING = 1, 9
 ADD, DELETEALL = 0, 3
 _FLOAT32 = 7  # sensor_msgs/PointField datatype
 _LABEL_HEIGHT_M = 0.6  # TEXT_VIEW_FACING scale.z: the text's height
-# Colours (RGB) of the classes the simulator and detectors name; others get a stable pick.
-_CLASS_COLOURS: dict[str, tuple[float, float, float]] = {
-    "car": (0.15, 0.55, 1.0),
-    "truck": (0.1, 0.3, 0.8),
-    "bus": (0.45, 0.2, 0.9),
-    "pedestrian": (1.0, 0.35, 0.1),
-    "cyclist": (1.0, 0.8, 0.0),
-    "bicycle": (1.0, 0.8, 0.0),
-    "motorcycle": (0.9, 0.2, 0.6),
-    "unknown": (0.6, 0.6, 0.6),
-    "": (0.6, 0.6, 0.6),
-}
-_PALETTE = (
-    (0.12, 0.47, 0.71),
-    (1.0, 0.5, 0.05),
-    (0.17, 0.63, 0.17),
-    (0.84, 0.15, 0.16),
-    (0.58, 0.4, 0.74),
-    (0.55, 0.34, 0.29),
-    (0.89, 0.47, 0.76),
-    (0.74, 0.74, 0.13),
-    (0.09, 0.75, 0.81),
-)
 
 
 class ResultsBagError(BagscopeError):
@@ -110,14 +86,6 @@ def result_topic(stage: str, kind: str) -> str:
     if token[0].isdigit():
         token = f"_{token}"
     return f"/bagscope/{token}/{kind}"
-
-
-def class_colour(label: str) -> tuple[float, float, float]:
-    """A fixed colour for the usual classes, a stable (crc32, not ``hash``) pick otherwise."""
-    known = _CLASS_COLOURS.get(label.lower())
-    if known is not None:
-        return known
-    return _PALETTE[zlib.crc32(label.encode()) % len(_PALETTE)]
 
 
 def _check_out(out: Path, *, overwrite: bool) -> None:
@@ -237,7 +205,7 @@ class _Outputs:
         markers = [self._marker(header, action=DELETEALL)]
         cubes, labels = [], []
         for i in range(len(boxes)):
-            r, g, b = class_colour(boxes.labels[i])
+            r, g, b = class_color(boxes.labels[i])
             center = boxes.centers[i]
             yaw = float(boxes.yaws[i])
             cubes.append(

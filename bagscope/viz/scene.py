@@ -15,7 +15,7 @@ import numpy as np
 
 from bagscope.models.projection import overlay, project_points
 from bagscope.models.records import Projection
-from bagscope.replay.decode.boxes import Boxes
+from bagscope.replay.decode.boxes import Boxes, class_color
 from bagscope.replay.errors import TransformError
 from bagscope.viz.view import (
     AxesLayer,
@@ -58,18 +58,6 @@ BOX_EDGES: tuple[tuple[int, int], ...] = (
     (4, 5), (5, 6), (6, 7), (7, 4),
     (0, 4), (1, 5), (2, 6), (3, 7),
 )  # fmt: skip
-# Predictions by class, so a mislabelled box shows as the wrong colour at a glance.
-_CLASS_COLORS: dict[str, tuple[float, float, float]] = {
-    "car": (0.15, 0.45, 1.0),
-    "van": (0.3, 0.75, 1.0),
-    "truck": (0.1, 0.8, 0.8),
-    "bus": (0.1, 0.6, 0.6),
-    "pedestrian": (1.0, 0.55, 0.1),
-    "cyclist": (0.85, 0.3, 0.9),
-    "bicycle": (0.85, 0.3, 0.9),
-    "motorcycle": (0.95, 0.3, 0.5),
-}
-_OTHER_COLOR = (0.7, 0.7, 0.7)
 _NEAR_M = 0.1  # box edges closer to the camera than this are clipped
 _TRAIL_STEP_NS = 100_000_000
 _HEIGHT_SPAN_M = (-0.5, 3.0)  # height colours: fixed, relative to the ego, so videos do not flicker
@@ -107,11 +95,6 @@ def colormap(values: NDArray[Any], *, lo: float, hi: float) -> NDArray[np.float3
     idx = np.clip(np.nan_to_num(t) * 255.0, 0.0, 255.0).astype(np.int64)
     out: NDArray[np.float32] = _TURBO[idx]
     return out
-
-
-def class_color(label: str) -> tuple[float, float, float]:
-    """The colour of a predicted box of class ``label`` (grey for classes not in the table)."""
-    return _CLASS_COLORS.get(label.lower(), _OTHER_COLOR)
 
 
 def match_topic(topic: str, topics: Sequence[str]) -> str | None:

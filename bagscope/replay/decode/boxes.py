@@ -9,6 +9,7 @@ extents along the box's own x (length), y (width) and z (height).
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,41 @@ if TYPE_CHECKING:
 
     from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["Boxes", "decode_detection3d_array", "yaw_of_quaternion"]
+__all__ = ["CLASS_COLORS", "Boxes", "class_color", "decode_detection3d_array", "yaw_of_quaternion"]
+
+
+# One colour per class wherever boxes are drawn (renders, the viewer, markers in a results
+# bag), so a mislabelled box shows as the wrong colour at a glance, the same everywhere.
+CLASS_COLORS: dict[str, tuple[float, float, float]] = {
+    "car": (0.15, 0.45, 1.0),
+    "van": (0.3, 0.75, 1.0),
+    "truck": (0.1, 0.8, 0.8),
+    "bus": (0.1, 0.6, 0.6),
+    "pedestrian": (1.0, 0.55, 0.1),
+    "cyclist": (0.85, 0.3, 0.9),
+    "bicycle": (0.85, 0.3, 0.9),
+    "motorcycle": (0.95, 0.3, 0.5),
+    "unknown": (0.7, 0.7, 0.7),
+    "": (0.7, 0.7, 0.7),
+}
+# Other classes: a stable pick (crc32 of the name, not ``hash``, which changes per process).
+_PALETTE = (
+    (0.12, 0.47, 0.71),
+    (0.17, 0.63, 0.17),
+    (0.84, 0.15, 0.16),
+    (0.58, 0.4, 0.74),
+    (0.55, 0.34, 0.29),
+    (0.89, 0.47, 0.76),
+    (0.74, 0.74, 0.13),
+)
+
+
+def class_color(label: str) -> tuple[float, float, float]:
+    """The RGB colour (0..1) boxes of class ``label`` are drawn in."""
+    known = CLASS_COLORS.get(label.lower())
+    if known is not None:
+        return known
+    return _PALETTE[zlib.crc32(label.encode()) % len(_PALETTE)]
 
 
 def yaw_of_quaternion(q_xyzw: Sequence[float]) -> float:
