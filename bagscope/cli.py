@@ -194,6 +194,7 @@ def bad_option(message: str) -> None:
 # -- commands: one module each ---------------------------------------------------------------
 from bagscope.commands import (  # noqa: E402  (they use the names above)
     analyze,
+    compare,
     frames,
     info,
     plot,
@@ -213,6 +214,7 @@ app.command("score")(score.score)
 app.command("plot")(plot.plot)
 app.command("render")(render.render)
 app.command("view")(view.view)
+app.command("compare")(compare.compare)
 
 
 def main() -> None:
