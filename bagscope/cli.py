@@ -194,7 +194,9 @@ def bad_option(message: str) -> None:
 # -- commands: one module each ---------------------------------------------------------------
 from bagscope.commands import (  # noqa: E402  (they use the names above)
     analyze,
+    clip,
     compare,
+    convert,
     frames,
     info,
     plot,
@@ -215,6 +217,8 @@ app.command("plot")(plot.plot)
 app.command("render")(render.render)
 app.command("view")(view.view)
 app.command("compare")(compare.compare)
+app.command("clip")(clip.clip)
+app.command("convert")(convert.convert)
 
 
 def main() -> None:
