@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bagscope.errors import BagscopeError
+from bagscope.replay.types import ros1_store_for_cdr, ros2_store_for_ros1
 from bagscope.sim.writer import (
     LogWriter,
     _storage_stem,
@@ -169,32 +170,6 @@ def _source_meta(log: Log) -> dict[int, _Meta]:
 
 
 # -- typestores for changing serialization ----------------------------------------------------
-
-
-def ros2_store_for_ros1(ros1: Typestore) -> Typestore:
-    """The log's ROS1 definitions with ROS2's ``std_msgs/Header`` (no ``seq``), as
-    ``rosbags-convert`` builds it: ``ros1_to_cdr`` drops ``seq`` from every header."""
-    from rosbags.typesys import Stores, get_typestore
-
-    humble = get_typestore(Stores.ROS2_HUMBLE)
-    store = get_typestore(Stores.EMPTY)
-    types = {k: v for k, v in ros1.fielddefs.items() if k not in store.fielddefs}
-    types[HEADER] = humble.fielddefs[HEADER]
-    store.register(types)
-    return store
-
-
-def ros1_store_for_cdr(cdr: Typestore) -> Typestore:
-    """The log's CDR definitions with ROS1's ``std_msgs/Header`` (``seq`` first): what the
-    ROS1 definitions (and md5 sums) of converted messages are generated from."""
-    from rosbags.typesys import Stores, get_typestore
-
-    noetic = get_typestore(Stores.ROS1_NOETIC)
-    store = get_typestore(Stores.EMPTY)
-    types = {k: v for k, v in cdr.fielddefs.items() if k not in store.fielddefs}
-    types[HEADER] = noetic.fielddefs[HEADER]
-    store.register(types)
-    return store
 
 
 def _latched_qos() -> list[Qos]:

@@ -436,19 +436,13 @@ class ResultsBag:
         return msgtype, ros2, convert
 
     def _ros2_store(self, ros1: Typestore) -> Typestore:
-        """The log's ROS1 definitions with ROS2's ``std_msgs/Header`` (no ``seq``), as
-        ``rosbags-convert`` does: ``ros1_to_cdr`` drops ``seq`` from every header."""
+        """The log's ROS1 definitions with ROS2's header, built once per source store."""
         key = (str(id(ros1)), "ros1")
         store = self._source_stores.get(key)
         if store is None:
-            from rosbags.typesys import Stores, get_typestore
+            from bagscope.replay.types import ros2_store_for_ros1
 
-            humble = get_typestore(Stores.ROS2_HUMBLE)
-            store = get_typestore(Stores.EMPTY)
-            types = {k: v for k, v in ros1.fielddefs.items() if k not in store.fielddefs}
-            types[_HEADER] = humble.fielddefs[_HEADER]
-            store.register(types)
-            self._source_stores[key] = store
+            store = self._source_stores[key] = ros2_store_for_ros1(ros1)
         return store
 
     def _connect(self, topic: str, msgtype: str, store: Typestore) -> None:

@@ -289,3 +289,34 @@ def _register(store: Typestore, types: Typesdict) -> None:
                 store.register({name: value})  # type: ignore[dict-item]
             except (TypesysError, NameError, KeyError, SyntaxError):
                 continue
+
+
+# ROS1 and ROS2 differ in ``std_msgs/Header`` only (``seq``): converting a log between them
+# keeps every other definition as the log recorded it.
+_ROS_HEADER = "std_msgs/msg/Header"
+
+
+def ros2_store_for_ros1(ros1: Typestore) -> Typestore:
+    """The log's ROS1 definitions with ROS2's ``std_msgs/Header`` (no ``seq``), as
+    ``rosbags-convert`` builds it: ``ros1_to_cdr`` drops ``seq`` from every header."""
+    from rosbags.typesys import Stores, get_typestore
+
+    humble = get_typestore(Stores.ROS2_HUMBLE)
+    store = get_typestore(Stores.EMPTY)
+    types = {k: v for k, v in ros1.fielddefs.items() if k not in store.fielddefs}
+    types[_ROS_HEADER] = humble.fielddefs[_ROS_HEADER]
+    store.register(types)
+    return store
+
+
+def ros1_store_for_cdr(cdr: Typestore) -> Typestore:
+    """The log's CDR definitions with ROS1's ``std_msgs/Header`` (``seq`` first): what the
+    ROS1 definitions (and md5 sums) of converted messages are generated from."""
+    from rosbags.typesys import Stores, get_typestore
+
+    noetic = get_typestore(Stores.ROS1_NOETIC)
+    store = get_typestore(Stores.EMPTY)
+    types = {k: v for k, v in cdr.fielddefs.items() if k not in store.fielddefs}
+    types[_ROS_HEADER] = noetic.fielddefs[_ROS_HEADER]
+    store.register(types)
+    return store
