@@ -15,6 +15,8 @@ from bagscope._lazy import lazy_dir, lazy_getattr
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from bagscope.api import Run, load_run, run
+    from bagscope.batch import run_batch as batch
     from bagscope.errors import BagscopeError
     from bagscope.replay.decode import (
         CameraImage,
@@ -55,6 +57,11 @@ if TYPE_CHECKING:
     from bagscope.sim.errors import SimError
 
 _LAZY = {
+    # running pipelines from Python
+    "run": "bagscope.api",
+    "load_run": "bagscope.api",
+    "Run": "bagscope.api",
+    "batch": "bagscope.batch",
     # reading
     "open_log": "bagscope.replay.log",
     "Log": "bagscope.replay.log",
@@ -122,6 +129,7 @@ __all__ = [
     "PointCloud",
     "RecoveredLogWarning",
     "ReplayError",
+    "Run",
     "ScanPoints",
     "SimError",
     "SyncError",
@@ -135,8 +143,11 @@ __all__ = [
     "UnknownTypeError",
     "WindowError",
     "__version__",
+    "batch",
+    "load_run",
     "make_policy",
     "open_log",
+    "run",
 ]
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

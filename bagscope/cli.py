@@ -194,6 +194,7 @@ def bad_option(message: str) -> None:
 # -- commands: one module each ---------------------------------------------------------------
 from bagscope.commands import (  # noqa: E402  (they use the names above)
     analyze,
+    batch,
     clip,
     compare,
     convert,
@@ -219,6 +220,7 @@ app.command("view")(view.view)
 app.command("compare")(compare.compare)
 app.command("clip")(clip.clip)
 app.command("convert")(convert.convert)
+app.command("batch")(batch.batch)
 
 
 def main() -> None:

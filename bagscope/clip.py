@@ -67,7 +67,6 @@ __all__ = [
 ]
 
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-HEADER = "std_msgs/msg/Header"
 # What each output format can compress with ("none" everywhere).
 COMPRESSIONS: Mapping[str, tuple[str, ...]] = {
     "mcap": ("none", "zstd", "lz4"),

@@ -1,0 +1,120 @@
+"""``replay batch``: one pipeline over many logs on every core, resumable, with one summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from bagscope.cli import INTERRUPTED_EXIT, MsgPathOpt, StrictOpt, TypestoreOpt, err, user_errors
+from bagscope.commands._running import FiguresOpt
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+
+def batch(
+    logs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Logs: files, directories (searched for .bag/.mcap/.db3 and rosbag2 "
+            "directories) or globs ('data/**/*.mcap').",
+            metavar="LOGS...",
+            show_default=False,
+        ),
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Results folder: runs/, metrics.parquet, events.parquet, summary.html.",
+            metavar="DIR",
+            show_default=False,
+        ),
+    ],
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            "--pipeline",
+            help="Pipeline file (TOML); default: the analysis of `replay analyze`.",
+            metavar="FILE",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Logs run at once.", metavar="N", show_default="the cores"),
+    ] = None,
+    figures: FiguresOpt = True,
+    typestore: TypestoreOpt = None,
+    msg_path: MsgPathOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Run a pipeline over many logs, one run directory each, in parallel.
+
+    Logs already run with the same pipeline are skipped, so an interrupted batch is finished
+    by running it again. A log that cannot be read is recorded in failures.jsonl and the
+    others go on. Exit 0 when every log ran, 1 when any failed, 130 when interrupted.
+    """
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from bagscope.batch import run_batch
+    from bagscope.cli import out
+
+    state: dict[str, Any] = {}
+
+    def on_start(to_run: int, skipped: int) -> None:
+        if skipped:
+            err.print(f"skipped {skipped} logs already run (same log, same pipeline)")
+        bar: Progress = state["bar"]
+        state["task"] = bar.add_task("batch", total=to_run)
+
+    def on_log(outcome: dict[str, Any]) -> None:
+        bar: Progress = state["bar"]
+        task: TaskID = state["task"]
+        if "error" in outcome:
+            bar.console.print(
+                f"[red]failed:[/] {escape(outcome['log'])}: {escape(outcome['error'])}"
+            )
+        bar.advance(task)
+
+    columns = (
+        TextColumn("[bold]batch[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("logs"),
+    )
+    with user_errors():
+        try:
+            with Progress(
+                *columns, console=err, transient=True, disable=not err.is_terminal
+            ) as bar:
+                state["bar"] = bar
+                result = run_batch(
+                    logs,
+                    out=out_dir,
+                    pipeline=pipeline,
+                    workers=workers,
+                    figures=figures,
+                    typestore=typestore,
+                    msg_paths=msg_path or (),
+                    strict=strict,
+                    on_start=on_start,
+                    on_log=on_log,
+                )
+        except KeyboardInterrupt:
+            err.print(
+                "[yellow]interrupted:[/] workers stopped; finished logs are kept, "
+                "run the same command again to resume"
+            )
+            raise typer.Exit(INTERRUPTED_EXIT) from None
+    ok = len(result.run_dirs)
+    out.print(
+        f"{ok} of {len(result.logs)} logs ok ({len(result.ran)} run, {len(result.skipped)} "
+        f"skipped), {len(result.failures)} failed · summary: "
+        f"{escape(str(result.out / 'summary.html'))}"
+    )
+    if result.failures:
+        out.print(f"failures: {escape(str(result.out / 'failures.jsonl'))}")
+    raise typer.Exit(0 if result.ok else 1)
