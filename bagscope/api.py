@@ -288,20 +288,6 @@ def _copy_run(src: Path, out: Path, *, overwrite: bool) -> Path:
     return out
 
 
-def _window(
-    log: Log, config: PipelineConfig, *, start: str | None, end: str | None
-) -> tuple[int | None, int | None]:
-    """``start``/``end`` (as typed on the command line) win over the pipeline's window."""
-    from bagscope.pipeline.session import window
-
-    if start is None and end is None:
-        return window(log, config)
-    from bagscope.replay.timeparse import resolve_window
-
-    info = log.info()
-    return resolve_window(start, end, log_start_ns=info.start_ns, log_end_ns=info.end_ns)
-
-
 def execute(
     log: Log,
     spec: Pipeline,
@@ -314,7 +300,7 @@ def execute(
 ) -> RunResult:
     """Run ``spec`` over an open log: the one place the API and ``replay batch`` run a log."""
     from bagscope.analyzers import DEFAULT_ANALYSIS
-    from bagscope.pipeline.session import auto_sync, run_pipeline, truth_topics
+    from bagscope.pipeline.session import auto_sync, run_pipeline, truth_topics, window_for
 
     config = spec.config
     full = uses_analysis(spec, analysis)
@@ -325,7 +311,7 @@ def execute(
     stages = spec.build(defaults=DEFAULT_ANALYSIS if full else ())
     if not stages:
         raise PipelineError(f"{config.source}: no stages to run")
-    start_ns, end_ns = _window(log, config, start=start, end=end)
+    start_ns, end_ns = window_for(log, config, start=start, end=end)
     sync = config.sync
     if sync is None and full:
         truth = [t for t in truth_topics(log) if any(s.name == "detection" for s in stages)]

@@ -28,7 +28,6 @@ __all__ = [
     "default_out",
     "execute",
     "exit_code",
-    "pick_window",
     "print_outcome",
 ]
 
@@ -58,20 +57,6 @@ def default_out(logs: Sequence[Path], *, root: Path = Path("runs")) -> Path:
         candidate = root / f"{stem}-{n}"
         n += 1
     return candidate
-
-
-def pick_window(
-    log: Log, config: PipelineConfig, *, start: str | None, end: str | None
-) -> tuple[int | None, int | None]:
-    """--start/--end, else the pipeline file's window, as absolute ns against this log."""
-    from bagscope.pipeline.session import window
-
-    if start is None and end is None:
-        return window(log, config)
-    from bagscope.replay.timeparse import resolve_window
-
-    info = log.info()
-    return resolve_window(start, end, log_start_ns=info.start_ns, log_end_ns=info.end_ns)
 
 
 def execute(
@@ -104,13 +89,13 @@ def execute(
     )
 
     from bagscope.pipeline.rundir import RunDirError, write_run
-    from bagscope.pipeline.session import auto_sync, run_pipeline
+    from bagscope.pipeline.session import auto_sync, run_pipeline, window_for
     from bagscope.viz.report import write_report
 
     if out_dir.exists() and not overwrite:
         raise RunDirError(f"{out_dir} already exists; give another --out or --overwrite")
     info = log.info()
-    start_ns, end_ns = pick_window(log, config, start=start, end=end)
+    start_ns, end_ns = window_for(log, config, start=start, end=end)
     sync = config.sync or (auto_sync(log, also=also_sync) if sync_all_sensors else None)
     origin = start_ns if start_ns is not None else info.start_ns
     total = max((end_ns if end_ns is not None else info.end_ns) - origin, 1)

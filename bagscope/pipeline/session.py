@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bagscope.replay.log import Log
     from bagscope.replay.sync import SyncPolicy
 
-__all__ = ["auto_sync", "run_pipeline", "sync_policy", "truth_topics", "window"]
+__all__ = ["auto_sync", "run_pipeline", "sync_policy", "truth_topics", "window", "window_for"]
 
 _MIN_AUTO_SLOP_NS = 50_000_000
 
@@ -76,6 +76,19 @@ def window(log: Log, config: PipelineConfig) -> tuple[int | None, int | None]:
     return resolve_window(
         config.start, config.end, log_start_ns=info.start_ns, log_end_ns=info.end_ns
     )
+
+
+def window_for(
+    log: Log, config: PipelineConfig, *, start: str | None, end: str | None
+) -> tuple[int | None, int | None]:
+    """``start``/``end`` as typed (``--start``/``--end``) win over the pipeline's window; as
+    absolute ns against this log."""
+    if start is None and end is None:
+        return window(log, config)
+    from bagscope.replay.timeparse import resolve_window
+
+    info = log.info()
+    return resolve_window(start, end, log_start_ns=info.start_ns, log_end_ns=info.end_ns)
 
 
 def run_pipeline(

@@ -11,14 +11,12 @@ escaped on its way in.
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bagscope.atomic import write_text_atomic
 from bagscope.viz.report_template import CSP, CSS
 
 if TYPE_CHECKING:
@@ -61,16 +59,7 @@ def write_compare(comparison: Comparison | BatchComparison, out_dir: Path) -> Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     page = render_compare(comparison)
     path = out_dir / COMPARE_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{COMPARE_NAME}.", suffix=".tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a report is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, page)
     return path
 
 
@@ -305,9 +294,3 @@ def fmt_value(value: float | None, *, signed: bool = False) -> str:
 
 def fmt_relative(value: float | None) -> str:
     return _DASH if value is None or not math.isfinite(value) else f"{value * 100:+.1f} %"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -14,16 +14,14 @@ markup, so every one goes through :func:`html.escape` on its way into the page.
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bagscope.atomic import write_text_atomic
 from bagscope.pipeline.rundir import load_run
 from bagscope.pipeline.stage import SEVERITIES, Event
 from bagscope.replay.timeparse import (
@@ -62,7 +60,7 @@ def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     page = render_report(run_dir)
     out = run_dir / REPORT_NAME
-    _write_atomic(out, page)
+    write_text_atomic(out, page)
     return out
 
 
@@ -165,25 +163,6 @@ def _load(run_dir: Path) -> _Context:
         bad_event_lines=bad,
         events_missing=missing,
     )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a report is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # -- small helpers ---------------------------------------------------------------------------

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+import bagscope.atomic
 from bagscope.pipeline.rundir import RunDirError
 from bagscope.replay.timeparse import format_clock, format_epoch
-from bagscope.viz import report as report_mod
 from bagscope.viz.report import MAX_EVENT_ROWS, VERDICT_COLOURS, write_report
 
 T0 = 1_700_000_000_123_456_789
@@ -548,7 +548,7 @@ def test_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     def broken(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(report_mod.os, "replace", broken)
+    monkeypatch.setattr(bagscope.atomic.os, "replace", broken)
     with pytest.raises(OSError, match="disk full"):
         write_report(run_dir)
     assert (run_dir / "report.html").read_text() == "old"
