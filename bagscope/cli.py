@@ -198,6 +198,7 @@ from bagscope.commands import (  # noqa: E402  (they use the names above)
     clip,
     compare,
     convert,
+    export,
     frames,
     info,
     plot,
@@ -221,6 +222,7 @@ app.command("compare")(compare.compare)
 app.command("clip")(clip.clip)
 app.command("convert")(convert.convert)
 app.command("batch")(batch.batch)
+app.command("export")(export.export)
 
 
 def main() -> None:
