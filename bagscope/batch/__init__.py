@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import html
 import json
 import os
 import re
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
+    from bagscope.batch.engine import Engine
     from bagscope.batch.local import Job
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
 
 LOG_SUFFIXES = (".bag", ".mcap", ".db3")
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_VERDICT_RANK = {"failed": 0, "fail": 1, "warn": 2, "pass": 3}
 
 
 class BatchError(BagscopeError):
@@ -300,75 +299,14 @@ def _combined(result: BatchResult) -> tuple[pa.Table, pa.Table]:
     return metrics, events
 
 
-def _summary_rows(result: BatchResult) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for log in (str(p) for p in result.logs):
-        run_dir = result.run_dirs.get(log)
-        if run_dir is None:
-            error = result.failures.get(log, "not run")
-            rows.append({"log": log, "verdict": "failed", "errors": 0, "warnings": 0,
-                         "note": error, "report": None})  # fmt: skip
-            continue
-        report = json.loads((run_dir / "report.json").read_text())
-        counts = report.get("event_counts", {})
-        rows.append(
-            {
-                "log": log,
-                "verdict": str(report.get("verdict", "pass")),
-                "errors": int(counts.get("error", 0)),
-                "warnings": int(counts.get("warning", 0)),
-                "note": "" if report.get("complete", True) else "incomplete run",
-                "report": f"{run_dir.relative_to(result.out).as_posix()}/report.html",
-            }
-        )
-    rows.sort(key=lambda r: (_VERDICT_RANK.get(r["verdict"], 9), -r["errors"], -r["warnings"]))
-    return rows
-
-
-def summary_html(result: BatchResult) -> str:
-    """One line per log, worst first (failed to run, fail, warn, pass; then most errors)."""
-    e = html.escape
-    rows = _summary_rows(result)
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-    ordered = sorted(counts.items(), key=lambda kv: _VERDICT_RANK.get(kv[0], 9))
-    totals = " · ".join(f"{n} {e(v)}" for v, n in ordered)
-    body = []
-    for row in rows:
-        link = f'<a href="{e(row["report"], quote=True)}">report</a>' if row["report"] else ""
-        body.append(
-            f'<tr class="{e(row["verdict"], quote=True)}"><td>{e(row["log"])}</td>'
-            f"<td>{e(row['verdict'])}</td><td class=n>{row['errors']}</td>"
-            f"<td class=n>{row['warnings']}</td><td>{link}</td><td>{e(row['note'])}</td></tr>"
-        )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>bagscope batch: {len(rows)} logs</title>
-<style>
-body {{ font: 14px system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; }}
-th, td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: left; }}
-td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
-tr.failed td, tr.fail td:nth-child(2) {{ color: #b00020; font-weight: 600; }}
-tr.warn td:nth-child(2) {{ color: #a66a00; font-weight: 600; }}
-tr.pass td:nth-child(2) {{ color: #1b7f3b; }}
-</style></head><body>
-<h1>Batch of {len(rows)} logs</h1>
-<p>{totals}</p>
-<table><thead><tr><th>Log</th><th>Verdict</th><th>Errors</th><th>Warnings</th><th>Report</th>
-<th>Note</th></tr></thead>
-<tbody>
-{chr(10).join(body)}
-</tbody></table></body></html>
-"""
-
-
 def _write_outputs(result: BatchResult) -> None:
     import pyarrow.parquet as pq
 
     metrics, events = _combined(result)
     _atomic_write(result.out / "metrics.parquet", lambda p: pq.write_table(metrics, p))
     _atomic_write(result.out / "events.parquet", lambda p: pq.write_table(events, p))
+    from bagscope.batch.summary import summary_html
+
     page = summary_html(result)
     _atomic_write(result.out / "summary.html", lambda p: p.write_text(page, encoding="utf-8"))
 
@@ -383,6 +321,26 @@ def _clean_stale(runs: Path) -> None:
 
 
 # -- the batch -------------------------------------------------------------------------------
+def drive(
+    engine: Engine,
+    jobs: Sequence[Job],
+    *,
+    on_done: Callable[[dict[str, Any]], None],
+) -> None:
+    """Run every job on ``engine``; ``on_done`` gets each log's outcome as it ends."""
+    from bagscope.batch.engine import one_line
+    from bagscope.batch.local import run_job
+
+    tickets = {engine.submit(run_job, job): job for job in jobs}
+    while tickets:
+        for outcome in engine.next_done():
+            job = tickets.pop(outcome.ticket)
+            if outcome.error is not None:
+                on_done({"log": job.log, "error": one_line(outcome.error)})
+            else:
+                on_done(outcome.value)
+
+
 def run_batch(
     logs: Sequence[Path | str],
     *,
@@ -406,7 +364,7 @@ def run_batch(
     :class:`~bagscope.pipeline.config.PipelineError`.
     """
     from bagscope.api import resolve_pipeline
-    from bagscope.batch.local import Job, run_local
+    from bagscope.batch.local import Job, LocalEngine
     from bagscope.pipeline.rundir import log_digest
 
     out = Path(out)
@@ -422,6 +380,10 @@ def run_batch(
     if workers < 1:
         msg = f"--workers must be at least 1, not {workers}"
         raise BatchError(msg)
+
+    def make_engine(workers: int) -> Engine:
+        return LocalEngine(workers)
+
     result = BatchResult(out=out, logs=found)
     with BatchLock(out):
         runs = out / "runs"
@@ -467,7 +429,8 @@ def run_batch(
                 if on_log is not None:
                     on_log(outcome)
 
-            run_local(jobs, workers=workers, on_done=record)
+            with make_engine(workers) as engine:
+                drive(engine, jobs, on_done=record)
         _write_outputs(result)
     return result
 

@@ -11,6 +11,7 @@ rather than left half-written.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -18,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from types import FrameType
+from bagscope.batch.engine import Outcome, one_line
 
-__all__ = ["Job", "run_job", "run_local"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType, TracebackType
+
+__all__ = ["Job", "LocalEngine", "run_job"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,15 +48,6 @@ def _stop(_signum: int, _frame: FrameType | None) -> None:
 def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop)
-
-
-def _one_line(exc: BaseException) -> str:
-    from bagscope.errors import BagscopeError
-
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, BagscopeError):
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -86,47 +80,66 @@ def run_job(job: Job) -> dict[str, Any]:
     except KeyboardInterrupt:
         raise
     except Exception as exc:
-        return {"log": job.log, "error": _one_line(exc)}
+        return {"log": job.log, "error": one_line(exc)}
     return {"log": job.log, "run_dir": str(written)}
 
 
-def run_local(
-    jobs: Sequence[Job],
-    *,
-    workers: int,
-    on_done: Callable[[dict[str, Any]], None],
-    runner: Callable[[Job], dict[str, Any]] = run_job,
-) -> None:
-    """Run ``jobs`` on ``workers`` spawned processes; ``on_done`` gets each outcome as it ends.
+class LocalEngine:
+    """A pool of ``workers`` spawned processes on this machine (the default engine)."""
 
-    On KeyboardInterrupt the queued jobs are cancelled, the running ones are stopped, and the
-    interrupt is raised again once every worker is gone.
-    """
-    if not jobs:
-        return
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=max(1, min(workers, len(jobs))), mp_context=context, initializer=_init_worker
-    )
-    pending: dict[Future[dict[str, Any]], Job] = {}
-    try:
-        pending = {pool.submit(runner, job): job for job in jobs}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = pending.pop(future)
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # a worker that died (killed, out of memory)
-                    outcome = {"log": job.log, "error": _one_line(exc)}
-                on_done(outcome)
-    except BaseException:
-        for future in pending:
+    def __init__(self, workers: int) -> None:
+        self._workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: dict[Future[Any], int] = {}
+        self._tickets = itertools.count()
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> int:
+        if self._pool is None:  # started on first use: a batch with nothing to run spawns none
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._workers, mp_context=context, initializer=_init_worker
+            )
+        ticket = next(self._tickets)
+        self._pending[self._pool.submit(fn, arg)] = ticket
+        return ticket
+
+    def next_done(self) -> list[Outcome]:
+        if not self._pending:
+            return []
+        done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+        outcomes = []
+        for future in done:
+            ticket = self._pending.pop(future)
+            try:
+                outcomes.append(Outcome(ticket, value=future.result()))
+            except Exception as exc:  # a worker that died (killed, out of memory)
+                outcomes.append(Outcome(ticket, error=exc))
+        return outcomes
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if exc_type is None:
+            pool.shutdown(wait=True)
+            return
+        for future in self._pending:
             future.cancel()
         processes = list((getattr(pool, "_processes", None) or {}).values())
         for process in processes:
             if process.is_alive():
-                process.terminate()
+                process.terminate()  # SIGTERM: the worker removes what it was writing
         pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+        self._pending.clear()
