@@ -46,7 +46,17 @@ if TYPE_CHECKING:
     from bagscope.pipeline.stage import Event, Stage
     from bagscope.replay.log import Log
 
-__all__ = ["Pipeline", "Run", "load_run", "pipeline", "resolve_pipeline", "run"]
+__all__ = [
+    "Pipeline",
+    "Prepared",
+    "Run",
+    "execute",
+    "load_run",
+    "pipeline",
+    "prepare",
+    "resolve_pipeline",
+    "run",
+]
 
 _POLICIES = ("approximate", "exact", "nearest")
 
@@ -288,19 +298,29 @@ def _copy_run(src: Path, out: Path, *, overwrite: bool) -> Path:
     return out
 
 
-def execute(
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepared:
+    """A pipeline made ready for one log: its stages (fresh), what to sync, and the window."""
+
+    config: PipelineConfig
+    stages: list[Stage]
+    sync: SyncConfig | None
+    start_ns: int | None
+    end_ns: int | None
+
+
+def prepare(
     log: Log,
     spec: Pipeline,
     *,
     analysis: bool | None = None,
     start: str | None = None,
     end: str | None = None,
-    fail_fast: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> RunResult:
-    """Run ``spec`` over an open log: the one place the API and ``replay batch`` run a log."""
+) -> Prepared:
+    """The stages, sync and window ``spec`` means on ``log``: what :func:`execute` runs, and
+    what each time shard of a sharded batch run builds again for itself."""
     from bagscope.analyzers import DEFAULT_ANALYSIS
-    from bagscope.pipeline.session import auto_sync, run_pipeline, truth_topics, window_for
+    from bagscope.pipeline.session import auto_sync, truth_topics, window_for
 
     config = spec.config
     full = uses_analysis(spec, analysis)
@@ -316,13 +336,30 @@ def execute(
     if sync is None and full:
         truth = [t for t in truth_topics(log) if any(s.name == "detection" for s in stages)]
         sync = auto_sync(log, also=truth[:1])
+    return Prepared(config=config, stages=stages, sync=sync, start_ns=start_ns, end_ns=end_ns)
+
+
+def execute(
+    log: Log,
+    spec: Pipeline,
+    *,
+    analysis: bool | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    fail_fast: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Run ``spec`` over an open log: the one place the API and ``replay batch`` run a log."""
+    from bagscope.pipeline.session import run_pipeline
+
+    ready = prepare(log, spec, analysis=analysis, start=start, end=end)
     return run_pipeline(
         log,
-        config,
-        stages,
-        sync=sync,
-        start_ns=start_ns,
-        end_ns=end_ns,
+        ready.config,
+        ready.stages,
+        sync=ready.sync,
+        start_ns=ready.start_ns,
+        end_ns=ready.end_ns,
         fail_fast=fail_fast,
         progress=progress,
     )

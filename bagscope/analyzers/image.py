@@ -53,7 +53,7 @@ from bagscope.replay.errors import DecodeError
 from bagscope.replay.timeparse import format_duration
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Sequence
 
     from matplotlib.figure import Figure
     from numpy.typing import NDArray
@@ -179,6 +179,32 @@ class ImageQuality:
             np.maximum(state.lit, grey, out=state.lit)
         else:
             state.mask_usable = False
+
+    # ------------------------------------------------------------------------------ shards
+
+    def shard_state(self) -> dict[str, _Topic]:
+        return self._topics
+
+    def merge_shards(self, states: Sequence[dict[str, _Topic]]) -> None:
+        """Columns joined in time order; the lit mask is the pixel maximum over every shard
+        (a maximum is a maximum however the frames are grouped)."""
+        from dataclasses import replace
+
+        from bagscope.pipeline.shards import merge_values
+
+        plain = [{t: replace(v, lit=None) for t, v in s.items()} for s in states]
+        merged: dict[str, _Topic] = merge_values(plain)
+        for topic, state in merged.items():
+            for lit in (s[topic].lit for s in states if topic in s):
+                if lit is None:
+                    continue
+                if state.lit is None:
+                    state.lit = lit.copy()
+                elif state.lit.shape == lit.shape:
+                    np.maximum(state.lit, lit, out=state.lit)
+                else:
+                    state.mask_usable = False
+        self._topics = merged
 
     # ------------------------------------------------------------------------------ results
 

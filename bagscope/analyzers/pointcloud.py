@@ -46,6 +46,7 @@ from bagscope.analyzers.findings import (
     skip_check,
 )
 from bagscope.errors import BagscopeError
+from bagscope.pipeline.shards import ColumnShards
 from bagscope.pipeline.stage import Event, FigureSpec, StageResult
 from bagscope.replay.errors import DecodeError
 from bagscope.replay.timeparse import format_duration
@@ -100,8 +101,11 @@ class _Topic:
     unjudged: str = ""  # why the clouds have no coordinates to judge, if they have none
 
 
-class PointCloudQuality:
+class PointCloudQuality(ColumnShards):
     """Per-sweep returns, ranges and azimuth coverage of every PointCloud2 topic."""
+
+    # per-frame (per-message) columns: a long log's time shards are merged by joining them
+    shard_fields = ("_topics",)
 
     def __init__(
         self,

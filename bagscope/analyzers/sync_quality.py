@@ -85,6 +85,8 @@ class SyncQuality:
     ``max_dropped`` is the share of a topic's messages the policy may drop.
     """
 
+    uses_outputs = False  # reads a frame's stamps only: time shards need not split it
+
     def __init__(
         self,
         *,

@@ -296,6 +296,8 @@ def _rhythm(stamps: NDArray[np.int64], xyz: NDArray[np.float64]) -> _Rhythm:
 class TfPose:
     """TF gaps, transforms missing or stale at frame time, and pose jumps."""
 
+    uses_outputs = False  # reads a frame's sensors and TF only: time shards need not split it
+
     def __init__(
         self,
         *,

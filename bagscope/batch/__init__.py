@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from bagscope.batch.engine import Engine
-    from bagscope.batch.local import Job
+    from bagscope.batch.tasks import Job
 
 __all__ = [
     "BatchError",
@@ -321,24 +321,23 @@ def _clean_stale(runs: Path) -> None:
 
 
 # -- the batch -------------------------------------------------------------------------------
-def drive(
-    engine: Engine,
-    jobs: Sequence[Job],
-    *,
-    on_done: Callable[[dict[str, Any]], None],
-) -> None:
-    """Run every job on ``engine``; ``on_done`` gets each log's outcome as it ends."""
-    from bagscope.batch.engine import one_line
-    from bagscope.batch.local import run_job
+def _shard_ns(length: str | int | None) -> int | None:
+    """``--shard-length`` as ns: a duration (``"60s"``) or ns; None or 0 for no shards."""
+    if length is None:
+        return None
+    if isinstance(length, str):
+        from bagscope.replay.errors import DurationError
+        from bagscope.replay.timeparse import parse_duration
 
-    tickets = {engine.submit(run_job, job): job for job in jobs}
-    while tickets:
-        for outcome in engine.next_done():
-            job = tickets.pop(outcome.ticket)
-            if outcome.error is not None:
-                on_done({"log": job.log, "error": one_line(outcome.error)})
-            else:
-                on_done(outcome.value)
+        try:
+            length = parse_duration(length)
+        except DurationError as err:
+            msg = f"--shard-length: {err}"
+            raise BatchError(msg) from err
+    if length < 0:
+        msg = f"--shard-length must be positive, not {length} ns"
+        raise BatchError(msg)
+    return length or None
 
 
 def run_batch(
@@ -353,6 +352,8 @@ def run_batch(
     strict: bool = False,
     on_start: Callable[[int, int], None] | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    shard_length: str | int | None = None,
+    on_shard: Callable[[str, int, int], None] | None = None,
 ) -> BatchResult:
     """Run ``pipeline`` (a TOML file; None: ``replay analyze``'s analysis) over ``logs``.
 
@@ -362,9 +363,15 @@ def run_batch(
     ``on_log(outcome)`` let a caller show progress. Problems found before any work (no logs,
     a bad pipeline file, another batch on ``out``) raise :class:`BatchError` /
     :class:`~bagscope.pipeline.config.PipelineError`.
+
+    ``shard_length`` (``"60s"`` or ns) splits each log longer than that into time shards run
+    in parallel and merged into the run an unsharded run gives (:mod:`bagscope.pipeline.
+    shards`); ``on_shard(log, done, count)`` is told of each shard that ends.
     """
     from bagscope.api import resolve_pipeline
-    from bagscope.batch.local import Job, LocalEngine
+    from bagscope.batch.local import LocalEngine
+    from bagscope.batch.schedule import drive, shard_folder
+    from bagscope.batch.tasks import Job
     from bagscope.pipeline.rundir import log_digest
 
     out = Path(out)
@@ -376,6 +383,7 @@ def run_batch(
 
         build_stages(spec.config, builtins=BUILTIN_STAGES)  # a bad stage parameter, now
     digest = spec.digest
+    shard_ns = _shard_ns(shard_length)
     workers = workers if workers is not None else os.cpu_count() or 1
     if workers < 1:
         msg = f"--workers must be at least 1, not {workers}"
@@ -409,6 +417,7 @@ def run_batch(
                     typestore=typestore,
                     msg_paths=tuple(str(p) for p in msg_paths),
                     strict=strict,
+                    shard_ns=shard_ns,
                 )
             )
         if on_start is not None:
@@ -429,8 +438,13 @@ def run_batch(
                 if on_log is not None:
                     on_log(outcome)
 
+            def folders(job: Job) -> Path:
+                return shard_folder(
+                    job, log_digest=log_digest([Path(job.log)]), pipeline_digest=digest
+                )
+
             with make_engine(workers) as engine:
-                drive(engine, jobs, on_done=record)
+                drive(engine, jobs, on_done=record, folders=folders, on_shard=on_shard)
         _write_outputs(result)
     return result
 

@@ -15,30 +15,16 @@ import itertools
 import multiprocessing
 import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bagscope.batch.engine import Outcome, one_line
+from bagscope.batch.engine import Outcome
+from bagscope.batch.tasks import Job, run_job
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType, TracebackType
 
 __all__ = ["Job", "LocalEngine", "run_job"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Job:
-    """One log to run: everything a worker needs, picklable."""
-
-    log: str
-    run_dir: str
-    pipeline_path: str | None
-    figures: bool = True
-    typestore: str | None = None
-    msg_paths: tuple[str, ...] = ()
-    strict: bool = False
 
 
 def _stop(_signum: int, _frame: FrameType | None) -> None:
@@ -48,40 +34,6 @@ def _stop(_signum: int, _frame: FrameType | None) -> None:
 def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop)
-
-
-def run_job(job: Job) -> dict[str, Any]:
-    """Run one log and write its run directory; never raises for a bad log.
-
-    Returns ``{"log", "run_dir", "verdict", "counts"}`` or ``{"log", "error"}``. An
-    interrupted run is not written (it could not be resumed from anyway).
-    """
-    from bagscope.api import execute, resolve_pipeline
-    from bagscope.pipeline.rundir import write_run
-    from bagscope.replay.log import open_log
-    from bagscope.viz.report import write_report
-
-    try:
-        spec = resolve_pipeline(job.pipeline_path)
-        with open_log(
-            [Path(job.log)], typestore=job.typestore, msg_paths=job.msg_paths, strict=job.strict
-        ) as log:
-            result = execute(log, spec)
-        if result.interrupted:
-            raise KeyboardInterrupt
-        written = write_run(
-            result,
-            Path(job.run_dir),
-            pipeline=spec.config.to_json(),
-            overwrite=True,  # only an unusable run dir is ever replaced (the caller checks)
-            figures=job.figures,
-            finish=write_report,
-        )
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        return {"log": job.log, "error": one_line(exc)}
-    return {"log": job.log, "run_dir": str(written)}
 
 
 class LocalEngine:

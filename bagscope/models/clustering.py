@@ -27,6 +27,7 @@ import numpy as np
 
 from bagscope.errors import BagscopeError
 from bagscope.models.records import points_from
+from bagscope.pipeline.shards import ColumnShards
 from bagscope.pipeline.stage import Check, Metrics, StageResult
 from bagscope.replay.decode.boxes import Boxes
 
@@ -185,8 +186,11 @@ def _number(value: Any, what: str, *, integer: bool = False) -> Any:
     return value if integer else float(value)
 
 
-class Clustering:
+class Clustering(ColumnShards):
     """DBSCAN clusters of obstacle points as class-labelled upright boxes (:class:`Boxes`)."""
+
+    # per-frame (per-message) columns: a long log's time shards are merged by joining them
+    shard_fields = ("_t", "_clusters", "_boxes", "_classes")
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ import numpy as np
 
 from bagscope.errors import BagscopeError
 from bagscope.models.records import PointSet, points_from
+from bagscope.pipeline.shards import ColumnShards
 from bagscope.pipeline.stage import Metrics, StageResult
 
 if TYPE_CHECKING:
@@ -71,9 +72,12 @@ def crop_mask(
     return keep
 
 
-class Crop:
+class Crop(ColumnShards):
     """Keeps the points within a horizontal range band, an axis-aligned box
     ``[xmin, ymin, zmin, xmax, ymax, zmax]`` and an azimuth sector, in the cloud's frame."""
+
+    # per-frame (per-message) columns: a long log's time shards are merged by joining them
+    shard_fields = ("_t", "_kept")
 
     def __init__(
         self,

@@ -23,6 +23,8 @@ from bagscope.pipeline.stage import StageResult
 from bagscope.replay.errors import TransformError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from bagscope.replay.frame import Frame
 
 __all__ = ["Deskew"]
@@ -125,6 +127,14 @@ class Deskew:
         self.moved += 1
         self.max_shift_m = max(self.max_shift_m, float(np.abs(shift).max()))
         return out
+
+    def shard_state(self) -> tuple[int, int, float]:
+        return self.frames, self.moved, self.max_shift_m
+
+    def merge_shards(self, states: Sequence[tuple[int, int, float]]) -> None:
+        self.frames = sum(s[0] for s in states)
+        self.moved = sum(s[1] for s in states)
+        self.max_shift_m = max((s[2] for s in states), default=0.0)
 
     def finish(self) -> StageResult:
         result = StageResult()

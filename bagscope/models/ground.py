@@ -25,6 +25,7 @@ import numpy as np
 
 from bagscope.errors import BagscopeError
 from bagscope.models.records import PointSet, points_from
+from bagscope.pipeline.shards import ColumnShards
 from bagscope.pipeline.stage import Check, Metrics, StageResult
 
 if TYPE_CHECKING:
@@ -132,8 +133,11 @@ def ground_mask(
     return mask, z0
 
 
-class GroundSegmentation:
+class GroundSegmentation(ColumnShards):
     """Removes the ground: outputs the non-ground points (obstacles) for a detector."""
+
+    # per-frame (per-message) columns: a long log's time shards are merged by joining them
+    shard_fields = ("_t", "_fraction", "_height")
 
     def __init__(
         self,

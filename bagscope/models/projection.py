@@ -16,6 +16,7 @@ import numpy as np
 
 from bagscope.errors import BagscopeError
 from bagscope.models.records import ModelInputError, PointSet, Projection, points_from
+from bagscope.pipeline.shards import ColumnShards
 from bagscope.pipeline.stage import Check, StageResult, Status
 from bagscope.replay.errors import TransformError
 
@@ -112,13 +113,16 @@ def _to_uint8(pixels: NDArray[np.generic]) -> NDArray[np.uint8]:
     return np.clip(np.nan_to_num(values), 0, 255).astype(np.uint8)
 
 
-class ProjectToCamera:
+class ProjectToCamera(ColumnShards):
     """Project a point set into every synced camera image (or those named in ``images``).
 
     Output: ``{image topic: Projection}``; points behind the camera, beyond ``max_depth`` or
     outside the image are left out. A frame where TF cannot connect the two sensors gets no
     entry for that image (counted, and reported by the check at the end).
     """
+
+    # per-frame (per-message) columns: a long log's time shards are merged by joining them
+    shard_fields = ("_frames", "_counts", "_stamps", "_no_tf", "_no_camera")
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ import numpy as np
 
 from bagscope.errors import BagscopeError
 from bagscope.models.records import PointSet, points_from
+from bagscope.pipeline.shards import ColumnShards
 from bagscope.pipeline.stage import Check, Metrics, StageResult
 
 if TYPE_CHECKING:
@@ -57,8 +58,11 @@ def voxel_downsample(points: PointSet, voxel: float) -> PointSet:
     )
 
 
-class VoxelDownsample:
+class VoxelDownsample(ColumnShards):
     """Downsamples a cloud (or an earlier stage's points) to one point per ``voxel`` m cube."""
+
+    # per-frame (per-message) columns: a long log's time shards are merged by joining them
+    shard_fields = ("_t", "_n_in", "_n_out")
 
     def __init__(self, *, name: str | None = None, input: str | None = None, voxel: float = 0.2):
         if not (isinstance(voxel, int | float) and math.isfinite(voxel) and voxel > 0):

@@ -184,6 +184,7 @@ def _run_json(
         "wall_ns": result.wall_ns,
         "errors": [e.to_json() for e in result.errors],
         "error_counts": result.error_counts,
+        "sharding": result.sharding,
     }
 
 

@@ -30,7 +30,7 @@ from bagscope.pipeline.stage import (
 from bagscope.pipeline.timing import StageTimings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
     from bagscope.pipeline.stage import Stage
     from bagscope.replay.framing import FrameStats, StampSource
@@ -38,7 +38,16 @@ if TYPE_CHECKING:
     from bagscope.replay.message import Message
     from bagscope.replay.sync import SyncPolicy
 
-__all__ = ["MAX_ERRORS_KEPT", "RunResult", "StageError", "StageFailedError", "run_stages"]
+__all__ = [
+    "MAX_ERRORS_KEPT",
+    "FrameKey",
+    "RunResult",
+    "Slice",
+    "StageError",
+    "StageFailedError",
+    "frame_key",
+    "run_stages",
+]
 
 # Per stage: a stage that fails on every frame of a long log must not fill run.json.
 MAX_ERRORS_KEPT = 20
@@ -86,10 +95,41 @@ class RunResult:
     start_ns: int | None = None
     end_ns: int | None = None
     interrupted: bool = False
+    # a shard's run (see ``Slice``): its stages' states instead of results, and its frames
+    states: dict[str, Any] = field(default_factory=dict)
+    frame_keys: list[FrameKey] = field(default_factory=list)
+    # how a sharded run was split (run.json's "sharding"); None for one read
+    sharding: dict[str, Any] | None = None
 
     @property
     def complete(self) -> bool:
         return not self.interrupted
+
+
+FrameKey = tuple[int, tuple[tuple[str, int], ...]]
+"""What makes a frame that frame: its time and its members' stamps (compared across shards)."""
+
+
+def frame_key(frame: Any) -> FrameKey:
+    return (frame.t_ns, tuple(sorted(frame.stamps_ns.items())))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Slice:
+    """One time shard of a run: read ``read`` (wider, so that sync sees the partners of the
+    frames at the edges), give the stages only what ``owned`` holds (messages by log time,
+    frames by their time), and collect ``shard_state()`` instead of finishing. Either end
+    None is open. ``keys`` records every frame's :data:`FrameKey` (``owned`` or not: the
+    whole-log pass records all frames for the check that the shards made the same ones)."""
+
+    read: tuple[int | None, int | None]
+    owned: tuple[int | None, int | None] | None
+    collect: bool = True
+
+
+def _inside(window: tuple[int | None, int | None]) -> Callable[[int], bool]:
+    lo, hi = window
+    return lambda t: (lo is None or t >= lo) and (hi is None or t < hi)
 
 
 def _stage_names(stages: Sequence[Stage]) -> tuple[str, ...]:
@@ -140,11 +180,17 @@ def run_stages(
     contract: Mapping[str, Any] | None = None,
     fail_fast: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    piece: Slice | None = None,
+    count_topics: Sequence[str] = (),
+    keep_frame_keys: bool = False,
 ) -> RunResult:
     """Run ``stages`` over ``log`` (``start_ns <= log time < end_ns``) in one read.
 
     ``sync`` makes frames for the frame stages; without it only messages flow. ``progress``
-    is called with (log time reached, frames so far) now and then.
+    is called with (log time reached, frames so far) now and then. ``piece`` runs one time
+    shard of that run; ``count_topics`` are read (and counted in ``messages``) though no stage
+    here wants them, and ``keep_frame_keys`` records every frame's key - both for the
+    whole-log pass of a sharded run (:mod:`bagscope.pipeline.shards`).
     """
     names = _stage_names(stages)
     info = log.info()
@@ -198,7 +244,10 @@ def run_stages(
         end_ns=end_ns,
     )
     counter = [0]
-    tap = _make_tap(listeners, timings=timings, recorder=recorder, counter=counter)
+    owns = _inside(piece.owned) if piece is not None and piece.owned is not None else None
+    tap = _make_tap(listeners, timings=timings, recorder=recorder, counter=counter, owns=owns)
+    read_window = piece.read if piece is not None else (start_ns, end_ns)
+    counted = {log.resolve_topic(t) for t in count_topics}
     started = time.perf_counter_ns()
     try:
         if sync is not None:
@@ -207,8 +256,10 @@ def run_stages(
                 sync,
                 listeners=listeners,
                 tap=tap,
-                window=(start_ns, end_ns),
+                window=read_window,
                 stamp_source=stamp_source,
+                counted=counted,
+                carry_in=piece is not None and read_window[0] is not None,
             )
             stream_holder.append(stream)
             _run_frames(
@@ -218,10 +269,19 @@ def run_stages(
                 recorder=recorder,
                 result=result,
                 progress=progress,
+                owns=owns,
+                keys=result.frame_keys if keep_frame_keys or piece is not None else None,
             )
             result.frame_stats = stream.stats
         else:
-            _run_messages(log, listeners, tap=tap, window=(start_ns, end_ns), progress=progress)
+            _run_messages(
+                log,
+                listeners,
+                tap=tap,
+                window=read_window,
+                progress=progress,
+                counted=counted,
+            )
     except KeyboardInterrupt:
         result.interrupted = True
         if stream_holder:
@@ -232,6 +292,9 @@ def run_stages(
         times = sorted(result.frame_stats.frame_times_ns)
         spacings = sorted(b - a for a, b in itertools.pairwise(times))
         timings.period_ns = spacings[len(spacings) // 2]
+    if piece is not None and piece.collect:
+        _collect(stages, names, result=result, recorder=recorder)
+        return result
     for stage, name in zip(stages, names, strict=True):
         t0 = time.perf_counter_ns()
         try:
@@ -250,18 +313,39 @@ def run_stages(
     return result
 
 
+def _collect(
+    stages: Sequence[Stage], names: Sequence[str], *, result: RunResult, recorder: _Recorder
+) -> None:
+    """A shard's end: each stage's state (a stage that is not Shardable has no place here)."""
+    from bagscope.pipeline.stage import Shardable
+
+    for stage, name in zip(stages, names, strict=True):
+        if not isinstance(stage, Shardable):
+            msg = f"stage {name!r} cannot be split into time shards"
+            raise BagscopeError(msg)
+        try:
+            result.states[name] = stage.shard_state()
+        except Exception as err:  # recorded as a finish error, as an unsharded run would
+            recorder.record(name, "finish", t_ns=None, err=err)
+    result.errors = recorder.errors
+    result.error_counts = dict(recorder.counts)
+
+
 def _make_tap(
     listeners: Mapping[str, list[tuple[str, MessageStage]]],
     *,
     timings: StageTimings,
     recorder: _Recorder,
     counter: list[int],
+    owns: Callable[[int], bool] | None = None,
 ) -> Callable[[Message], None]:
     broken: set[str] = set()
     perf = time.perf_counter_ns
 
     def tap(msg: Message) -> None:
         counter[0] += 1
+        if owns is not None and not owns(msg.log_time_ns):
+            return  # read for the frames at a shard's edge; another shard owns it
         for name, stage in listeners.get(msg.topic, ()):
             if name in broken:
                 continue
@@ -286,6 +370,8 @@ def _frame_stream(
     tap: Callable[[Message], None],
     window: tuple[int | None, int | None],
     stamp_source: StampSource,
+    counted: Collection[str] = (),
+    carry_in: bool = False,
 ) -> Any:
     from bagscope.replay.framing import FrameStream
 
@@ -293,7 +379,9 @@ def _frame_stream(
 
     def read(frame_topics: Sequence[str]) -> Iterator[Message]:
         wanted = frozenset(frame_topics)
-        topics = sorted(wanted | set(listeners))
+        if carry_in and start_ns is not None:
+            yield from _latest_camera_infos(log, wanted, before_ns=start_ns)
+        topics = sorted(wanted | set(listeners) | set(counted))
         for msg in log.messages(start_ns, end_ns, topics=topics):
             tap(msg)
             if msg.topic in wanted:
@@ -311,6 +399,29 @@ def _frame_stream(
     )
 
 
+_CARRY_BACK_NS = 10_000_000_000
+
+
+def _latest_camera_infos(log: Log, topics: Collection[str], *, before_ns: int) -> list[Message]:
+    """The CameraInfo each camera had when a shard begins: a frame at the shard's start must
+    get the camera model it gets in a run from the log's start (a driver may latch it once).
+    Looked for in the 10 s before, then (for a latched one) from the log's start."""
+    from bagscope.replay.framing import CAMERA_INFO_TYPES
+
+    infos = sorted(
+        t.name for t in log.info().topics if t.name in topics and t.msgtype in CAMERA_INFO_TYPES
+    )
+    latest: dict[str, Message] = {}
+    if infos:
+        for msg in log.messages(before_ns - _CARRY_BACK_NS, before_ns, topics=infos):
+            latest[msg.topic] = msg
+        missing = [t for t in infos if t not in latest]
+        if missing:
+            for msg in log.messages(None, before_ns, topics=missing):
+                latest[msg.topic] = msg
+    return [latest[t] for t in infos if t in latest]
+
+
 def _run_frames(
     stream: Iterable[Any],
     frame_stages: Sequence[tuple[str, FrameStage]],
@@ -319,11 +430,17 @@ def _run_frames(
     recorder: _Recorder,
     result: RunResult,
     progress: Callable[[int, int], None] | None,
+    owns: Callable[[int], bool] | None = None,
+    keys: list[FrameKey] | None = None,
 ) -> None:
     perf = time.perf_counter_ns
     last_report = perf()
     series = [timings.frames[name] for name, _ in frame_stages]
     for frame in stream:
+        if owns is not None and not owns(frame.t_ns):
+            continue  # made only so that the sync state at the shard's edge is right
+        if keys is not None:
+            keys.append(frame_key(frame))
         result.frames += 1
         for (name, stage), spent in zip(frame_stages, series, strict=True):
             t0 = perf()
@@ -349,13 +466,15 @@ def _run_messages(
     tap: Callable[[Message], None],
     window: tuple[int | None, int | None],
     progress: Callable[[int, int], None] | None,
+    counted: Collection[str] = (),
 ) -> None:
-    if not listeners:
+    if not listeners and not counted:
         return
     start_ns, end_ns = window
     perf = time.perf_counter_ns
     last_report = perf()
-    for i, msg in enumerate(log.messages(start_ns, end_ns, topics=sorted(listeners))):
+    topics = sorted(set(listeners) | set(counted))
+    for i, msg in enumerate(log.messages(start_ns, end_ns, topics=topics)):
         tap(msg)
         if (
             progress is not None

@@ -44,6 +44,7 @@ __all__ = [
     "NeedsSetup",
     "RunContext",
     "Severity",
+    "Shardable",
     "Stage",
     "StageResult",
     "Status",
@@ -306,3 +307,20 @@ class FrameStage(Protocol):
     """Sees every synced frame; a non-None return goes into ``frame.outputs[name]``."""
 
     def process(self, frame: Frame) -> Any | None: ...
+
+
+@runtime_checkable
+class Shardable(Protocol):
+    """A stage whose work on a long log can be split into time shards and merged exactly.
+
+    In a shard the stage is set up as for the whole run, sees only the messages and frames
+    that shard owns, and hands over ``shard_state()`` (picklable: it travels between
+    processes) instead of finishing. A fresh instance, set up the same way, then takes every
+    shard's state in time order with ``merge_shards`` and finishes as if it had seen the whole
+    log. A stage whose state cannot be merged exactly (a tracker's tracks) is not Shardable
+    and runs over the whole log in one piece.
+    """
+
+    def shard_state(self) -> Any: ...
+
+    def merge_shards(self, states: Sequence[Any]) -> None: ...

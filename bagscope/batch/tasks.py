@@ -1,0 +1,234 @@
+"""The work a batch hands to an engine: module-level functions of one picklable argument, so
+that a process pool and Ray run the very same code.
+
+- :func:`run_job` runs one log and writes its run directory. Asked to shard a long log, it
+  only plans: it returns how many shards the log has (or runs it whole when it cannot or
+  need not be split).
+- :func:`run_shard_job` runs one time shard and returns its stages' states.
+- :func:`run_merge_job` runs the whole-log pass, merges the shards' states, and writes the
+  run directory - the same files an unsharded run writes.
+
+Every task opens the log and builds the pipeline itself: nothing but paths and states
+crosses to a worker. None raises for a bad log; each returns ``{"log", "error"}`` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bagscope.batch.engine import one_line
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from bagscope.api import Pipeline, Prepared
+    from bagscope.pipeline.runner import RunResult
+    from bagscope.pipeline.shards import ShardOutput, ShardPlan
+    from bagscope.replay.log import Log
+
+__all__ = ["Job", "MergeJob", "ShardJob", "run_job", "run_merge_job", "run_shard_job"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One log to run: everything a worker needs, picklable."""
+
+    log: str
+    run_dir: str
+    pipeline_path: str | None
+    figures: bool = True
+    typestore: str | None = None
+    msg_paths: tuple[str, ...] = ()
+    strict: bool = False
+    shard_ns: int | None = None  # split a log longer than this into time shards
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShardJob:
+    """Shard ``index`` of ``count`` of a job's log."""
+
+    job: Job
+    index: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MergeJob:
+    """A sharded log's last step: every shard's output, in any order."""
+
+    job: Job
+    shards: tuple[ShardOutput, ...]
+
+
+class _Opened:
+    """A job's log opened and its pipeline prepared, as every task needs them."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def __enter__(self) -> tuple[Log, Pipeline, Prepared]:
+        from bagscope.api import prepare, resolve_pipeline
+        from bagscope.replay.log import open_log
+
+        job = self.job
+        self.spec = resolve_pipeline(job.pipeline_path)
+        self.log = open_log(
+            [Path(job.log)], typestore=job.typestore, msg_paths=job.msg_paths, strict=job.strict
+        )
+        try:
+            ready = prepare(self.log, self.spec)
+        except BaseException:
+            self.log.close()
+            raise
+        return self.log, self.spec, ready
+
+    def __exit__(self, *_: object) -> None:
+        self.log.close()
+
+
+def _plan(log: Log, ready: Prepared, shard_ns: int) -> ShardPlan:
+    from bagscope.pipeline.shards import plan_shards
+
+    info = log.info()
+    start = ready.start_ns if ready.start_ns is not None else info.start_ns
+    end = ready.end_ns if ready.end_ns is not None else info.end_ns + 1
+    return plan_shards(ready.stages, start_ns=start, end_ns=end, shard_ns=shard_ns)
+
+
+def _write(job: Job, spec: Pipeline, result: RunResult) -> dict[str, Any]:
+    from bagscope.pipeline.rundir import write_run
+    from bagscope.viz.report import write_report
+
+    if result.interrupted:
+        raise KeyboardInterrupt
+    written = write_run(
+        result,
+        Path(job.run_dir),
+        pipeline=spec.config.to_json(),
+        overwrite=True,  # only an unusable run dir is ever replaced (the caller checks)
+        figures=job.figures,
+        finish=write_report,
+    )
+    return {"log": job.log, "run_dir": str(written), "frames": result.frames}
+
+
+@dataclass(frozen=True, slots=True)
+class _Guard:
+    """Turns anything but an interrupt into the job's one-line error outcome."""
+
+    log: str
+
+    def run(self, work: Iterator[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return next(work)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            return {"log": self.log, "error": one_line(exc)}
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Run one log and write its run directory, or (``shard_ns``) plan its shards.
+
+    Returns ``{"log", "run_dir", "frames"}``, ``{"log", "shards", "reason"}`` when the log is
+    to be sharded, or ``{"log", "error"}``. An interrupted run is not written (it could not be
+    resumed from anyway).
+    """
+
+    def work() -> Iterator[dict[str, Any]]:
+        from bagscope.pipeline.session import run_pipeline
+
+        with _Opened(job) as (log, spec, ready):
+            if job.shard_ns is not None:
+                plan = _plan(log, ready, job.shard_ns)
+                if plan.split:
+                    yield {"log": job.log, "shards": len(plan.windows)}
+                    return
+            result = run_pipeline(
+                log,
+                ready.config,
+                ready.stages,
+                sync=ready.sync,
+                start_ns=ready.start_ns,
+                end_ns=ready.end_ns,
+            )
+        yield _write(job, spec, result)
+
+    return _Guard(job.log).run(work())
+
+
+def _policy_args(log: Log, ready: Prepared) -> dict[str, Any]:
+    from bagscope.pipeline.session import sync_policy
+
+    return {
+        "sync": sync_policy(log, ready.sync),
+        "start_ns": ready.start_ns,
+        "end_ns": ready.end_ns,
+        "stamp_source": ready.sync.stamp if ready.sync is not None else "header",
+        "contract": ready.config.contract_json(),
+    }
+
+
+def run_shard_job(task: ShardJob) -> ShardOutput | dict[str, Any]:
+    """One shard's states (or the job's error outcome)."""
+
+    def work() -> Iterator[Any]:
+        from bagscope.pipeline.shards import ShardError, run_shard
+
+        assert task.job.shard_ns is not None
+        with _Opened(task.job) as (log, _, ready):
+            plan = _plan(log, ready, task.job.shard_ns)
+            if len(plan.windows) != task.count:
+                msg = f"the log now has {len(plan.windows)} shards, not {task.count}"
+                raise ShardError(msg)
+            yield run_shard(log, ready.stages, plan, index=task.index, **_policy_args(log, ready))
+
+    return _Guard(task.job.log).run(work())
+
+
+def run_merge_job(task: MergeJob) -> dict[str, Any]:
+    """The whole-log pass and the merge; writes the run directory as :func:`run_job` does."""
+
+    def work() -> Iterator[dict[str, Any]]:
+        from bagscope.api import prepare
+        from bagscope.pipeline.shards import merge_run, run_whole
+        from bagscope.pipeline.stage import RunContext
+
+        job = task.job
+        assert job.shard_ns is not None
+        with _Opened(job) as (log, spec, ready):
+            plan = _plan(log, ready, job.shard_ns)
+            args = _policy_args(log, ready)
+            whole = run_whole(log, ready.stages, plan, **args)
+            fresh = prepare(log, spec).stages  # set up anew, then given the shards' states
+            policy = args["sync"]
+
+            def context(timings: Any) -> RunContext:
+                return RunContext(
+                    log=log,
+                    info=whole.info,
+                    sync_topics=tuple(log.resolve_topic(t) for t in policy.topics)
+                    if policy is not None
+                    else (),
+                    sync=policy,
+                    stamp_source=args["stamp_source"],
+                    start_ns=ready.start_ns,
+                    end_ns=ready.end_ns,
+                    contract=dict(args["contract"] or {}),
+                    frame_stats=lambda: whole.frame_stats,
+                    timings=timings,
+                )
+
+            result = merge_run(log, fresh, plan, whole=whole, shards=task.shards, context=context)
+            result.sharding = {
+                "shard_ns": job.shard_ns,
+                "shards": [list(w) for w in plan.windows],
+                "sharded": list(plan.sharded),
+                "whole": list(plan.whole),
+                "at_merge": list(plan.at_merge),
+            }
+        yield _write(job, spec, result)
+
+    return _Guard(task.job.log).run(work())
