@@ -8,6 +8,7 @@ shards it had finished; they are removed once the log's run directory is written
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -57,6 +58,13 @@ def _store(folder: Path, output: ShardOutput) -> None:
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
+
+
+def _discard(folder: Path) -> None:
+    """A merged log's kept shards, and ``.shards`` itself once no other log has any."""
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.parent.rmdir()
 
 
 @dataclass(slots=True)
@@ -133,5 +141,5 @@ def drive(
                 planned(what, int(value["shards"]))
             else:
                 if kind == "merge" and "error" not in value and what.folder is not None:
-                    shutil.rmtree(what.folder.parent, ignore_errors=True)
+                    _discard(what.folder)
                 on_done(value)

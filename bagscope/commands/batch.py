@@ -45,6 +45,16 @@ def batch(
         int | None,
         typer.Option("--workers", help="Logs run at once.", metavar="N", show_default="the cores"),
     ] = None,
+    shard_length: Annotated[
+        str | None,
+        typer.Option(
+            "--shard-length",
+            help="Split each log longer than this into time shards run in parallel and merged "
+            "into the run one read gives (e.g. 60s).",
+            metavar="DURATION",
+            show_default="no shards",
+        ),
+    ] = None,
     figures: FiguresOpt = True,
     typestore: TypestoreOpt = None,
     msg_path: MsgPathOpt = None,
@@ -53,11 +63,21 @@ def batch(
     """Run a pipeline over many logs, one run directory each, in parallel.
 
     Logs already run with the same pipeline are skipped, so an interrupted batch is finished
-    by running it again. A log that cannot be read is recorded in failures.jsonl and the
-    others go on. Exit 0 when every log ran, 1 when any failed, 130 when interrupted.
+    by running it again (a sharded log keeps its finished shards). With --shard-length a long
+    log is cut into time shards that run at once: stages that can be split run in the shards,
+    the others over the whole log, and the merge equals an unsharded run. A log that cannot
+    be read is recorded in failures.jsonl and the others go on. Exit 0 when every log ran,
+    1 when any failed, 130 when interrupted.
     """
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from bagscope.batch import run_batch
     from bagscope.cli import out
@@ -68,7 +88,7 @@ def batch(
         if skipped:
             err.print(f"skipped {skipped} logs already run (same log, same pipeline)")
         bar: Progress = state["bar"]
-        state["task"] = bar.add_task("batch", total=to_run)
+        state["task"] = bar.add_task("batch", total=to_run, frames=0, shards="")
 
     def on_log(outcome: dict[str, Any]) -> None:
         bar: Progress = state["bar"]
@@ -77,13 +97,21 @@ def batch(
             bar.console.print(
                 f"[red]failed:[/] {escape(outcome['log'])}: {escape(outcome['error'])}"
             )
-        bar.advance(task)
+        state["frames"] = state.get("frames", 0) + int(outcome.get("frames", 0))
+        bar.update(task, advance=1, frames=state["frames"])
+
+    def on_shard(log: str, done: int, count: int) -> None:
+        bar: Progress = state["bar"]
+        state["shards"] = state.get("shards", 0) + 1
+        bar.update(state["task"], shards=f" · {state['shards']} shards done")
 
     columns = (
         TextColumn("[bold]batch[/]"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("logs"),
+        TextColumn("logs · {task.fields[frames]} frames{task.fields[shards]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     with user_errors():
         try:
@@ -102,6 +130,8 @@ def batch(
                     strict=strict,
                     on_start=on_start,
                     on_log=on_log,
+                    shard_length=shard_length,
+                    on_shard=on_shard,
                 )
         except KeyboardInterrupt:
             err.print(
