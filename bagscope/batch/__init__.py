@@ -6,7 +6,7 @@
     failures.jsonl               {"log", "error"} per log that could not be run this time
     metrics.parquet              every run's metrics with a ``log`` column
     events.parquet               every run's events with a ``log`` column
-    summary.html                 one line per log, worst first, linking each report.html
+    summary.html                 aggregate figures, then one line per log, worst first
     .lock                        the pid of the batch writing here (refuses a second one)
 
 A log whose run directory is complete and was made from the same log bytes (``log_digest``)
