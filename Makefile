@@ -65,6 +65,7 @@ bench: setup
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/batch.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
