@@ -162,3 +162,17 @@ def test_batch_from_python(logs: list[Path], tmp_path: Path) -> None:
     assert result.ok
     assert result.ran == [str(logs[0])]
     assert bagscope.load_run(result.run_dirs[str(logs[0])]).verdict in {"pass", "warn", "fail"}
+
+
+def test_batch_with_a_pipeline_built_in_python(logs: list[Path], tmp_path: Path) -> None:
+    """The README's way: a pipeline built in Python (its stages named, with parameters)
+    crosses to the workers as it is."""
+    from bagscope.api import pipeline
+
+    p = pipeline(stages=[("topic_health", {"gap_factor": 5}), "timestamps"], name="py")
+    result = bagscope.batch(logs[:2], out=tmp_path / "r", pipeline=p, workers=2, figures=False)
+    assert result.ok, result.failures
+    stages = set(pq.read_table(tmp_path / "r" / "metrics.parquet")["stage"].to_pylist())
+    assert stages == {"topic_health", "timestamps"}
+    run = json.loads((result.run_dirs[str(logs[0])] / "run.json").read_text())
+    assert run["pipeline"]["name"] == "py"

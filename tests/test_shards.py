@@ -214,7 +214,7 @@ class CountingEngine(LocalEngine):
 
 def test_a_resumed_batch_reuses_the_shards_it_finished(drive_log: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / run_dir_name(drive_log)
-    job = Job(log=str(drive_log), run_dir=str(run_dir), pipeline_path=None, figures=False,
+    job = Job(log=str(drive_log), run_dir=str(run_dir), pipeline=None, figures=False,
               shard_ns=2 * SECOND)  # fmt: skip
     folder = shard_folder(job, log_digest="d", pipeline_digest="p")
     # shard 1 finished before the batch was cut short: kept where the batch keeps it
@@ -238,7 +238,7 @@ def test_shards_that_make_other_frames_fail_loudly(
 ) -> None:
     """Without overlap the sync cannot see a partner across the edge: the merge refuses."""
     monkeypatch.setattr(shards_module, "SHARD_OVERLAP_NS", 0)
-    job = Job(log=str(drive_log), run_dir=str(tmp_path / "run"), pipeline_path=None,
+    job = Job(log=str(drive_log), run_dir=str(tmp_path / "run"), pipeline=None,
               figures=False, shard_ns=SECOND // 2 + 1)  # fmt: skip
     from bagscope.batch.tasks import MergeJob, ShardJob, run_job, run_merge_job
 

@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
+    from bagscope.api import Pipeline
     from bagscope.batch.engine import Engine
     from bagscope.batch.tasks import Job
+    from bagscope.pipeline.config import PipelineConfig
 
 __all__ = [
     "BatchError",
@@ -344,7 +346,7 @@ def run_batch(
     logs: Sequence[Path | str],
     *,
     out: Path | str,
-    pipeline: Path | str | None = None,
+    pipeline: Pipeline | PipelineConfig | Path | str | None = None,
     workers: int | None = None,
     figures: bool = True,
     typestore: str | None = None,
@@ -412,7 +414,7 @@ def run_batch(
                 Job(
                     log=str(log),
                     run_dir=str(run_dir),
-                    pipeline_path=str(pipeline) if pipeline is not None else None,
+                    pipeline=str(pipeline) if isinstance(pipeline, str | Path) else spec,
                     figures=figures,
                     typestore=typestore,
                     msg_paths=tuple(str(p) for p in msg_paths),

@@ -37,7 +37,7 @@ class Job:
 
     log: str
     run_dir: str
-    pipeline_path: str | None
+    pipeline: str | Pipeline | None  # a TOML path, or one built in Python (pickled over)
     figures: bool = True
     typestore: str | None = None
     msg_paths: tuple[str, ...] = ()
@@ -73,7 +73,7 @@ class _Opened:
         from bagscope.replay.log import open_log
 
         job = self.job
-        self.spec = resolve_pipeline(job.pipeline_path)
+        self.spec = resolve_pipeline(job.pipeline)
         self.log = open_log(
             [Path(job.log)], typestore=job.typestore, msg_paths=job.msg_paths, strict=job.strict
         )
