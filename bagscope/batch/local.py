@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import queue
 import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
@@ -26,21 +27,33 @@ if TYPE_CHECKING:
 
 __all__ = ["Job", "LocalEngine", "run_job"]
 
+_PROGRESS_POLL_S = 0.25  # how often the parent looks at the workers' progress
+
 
 def _stop(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _init_worker() -> None:
+def _init_worker(progress: Any = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop)
+    if progress is not None:
+        from bagscope.batch.tasks import set_progress_queue
+
+        set_progress_queue(progress)
 
 
 class LocalEngine:
     """A pool of ``workers`` spawned processes on this machine (the default engine)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(
+        self, workers: int, *, on_progress: Callable[[str, int], None] | None = None
+    ) -> None:
+        """``on_progress(task key, frames so far)`` is called, in this process, as workers
+        report (about every 50 ms of each run)."""
         self._workers = max(1, workers)
+        self._on_progress = on_progress
+        self._queue: Any = None
         self._pool: ProcessPoolExecutor | None = None
         self._pending: dict[Future[Any], int] = {}
         self._tickets = itertools.count()
@@ -52,8 +65,13 @@ class LocalEngine:
     def submit(self, fn: Callable[[Any], Any], arg: Any) -> int:
         if self._pool is None:  # started on first use: a batch with nothing to run spawns none
             context = multiprocessing.get_context("spawn")
+            if self._on_progress is not None:
+                self._queue = context.Queue()
             self._pool = ProcessPoolExecutor(
-                max_workers=self._workers, mp_context=context, initializer=_init_worker
+                max_workers=self._workers,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(self._queue,),
             )
         ticket = next(self._tickets)
         self._pending[self._pool.submit(fn, arg)] = ticket
@@ -62,7 +80,12 @@ class LocalEngine:
     def next_done(self) -> list[Outcome]:
         if not self._pending:
             return []
-        done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+        while True:
+            timeout = None if self._queue is None else _PROGRESS_POLL_S
+            done, _ = wait(self._pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            self._drain()
+            if done:
+                break
         outcomes = []
         for future in done:
             ticket = self._pending.pop(future)
@@ -71,6 +94,16 @@ class LocalEngine:
             except Exception as exc:  # a worker that died (killed, out of memory)
                 outcomes.append(Outcome(ticket, error=exc))
         return outcomes
+
+    def _drain(self) -> None:
+        if self._queue is None or self._on_progress is None:
+            return
+        while True:
+            try:
+                key, frames = self._queue.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            self._on_progress(key, frames)
 
     def __enter__(self) -> LocalEngine:
         return self
@@ -86,6 +119,8 @@ class LocalEngine:
             return
         if exc_type is None:
             pool.shutdown(wait=True)
+            self._drain()
+            self._close_queue()
             return
         for future in self._pending:
             future.cancel()
@@ -95,3 +130,10 @@ class LocalEngine:
                 process.terminate()  # SIGTERM: the worker removes what it was writing
         pool.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
+        self._close_queue()
+
+    def _close_queue(self) -> None:
+        if self._queue is not None:
+            self._queue.close()
+            self._queue.join_thread()
+            self._queue = None

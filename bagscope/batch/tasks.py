@@ -14,6 +14,7 @@ crosses to a worker. None raises for a bad log; each returns ``{"log", "error"}`
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,14 +22,49 @@ from typing import TYPE_CHECKING, Any
 from bagscope.batch.engine import one_line
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from bagscope.api import Pipeline, Prepared
     from bagscope.pipeline.runner import RunResult
     from bagscope.pipeline.shards import ShardOutput, ShardPlan
     from bagscope.replay.log import Log
 
-__all__ = ["Job", "MergeJob", "ShardJob", "run_job", "run_merge_job", "run_shard_job"]
+__all__ = [
+    "Job",
+    "MergeJob",
+    "ShardJob",
+    "run_job",
+    "run_merge_job",
+    "run_shard_job",
+    "set_progress_queue",
+]
+
+# Where a worker tells the batch how far its run is: (task key, frames so far). Set in each
+# worker by an engine that shows live progress (the process pool); None: nothing is sent.
+_progress_queue: Any = None
+
+
+def set_progress_queue(queue: Any) -> None:
+    """Called in a worker as it starts: ``queue.put_nowait`` takes (task key, frames)."""
+    global _progress_queue  # noqa: PLW0603 -- one worker process, one queue, set once at start
+    _progress_queue = queue
+
+
+def _reporter(key: str) -> Callable[[int, int], None] | None:
+    queue = _progress_queue
+    if queue is None:
+        return None
+
+    def report(_t_ns: int, frames: int) -> None:
+        with contextlib.suppress(Exception):  # progress is a courtesy: never fail a run on it
+            queue.put_nowait((key, frames))
+
+    return report
+
+
+def shard_key(log: str, index: int) -> str:
+    """The progress key of one shard of ``log`` (a whole log's key is its path)."""
+    return f"{log}#{index}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +189,7 @@ def run_job(job: Job) -> dict[str, Any]:
                 sync=ready.sync,
                 start_ns=ready.start_ns,
                 end_ns=ready.end_ns,
+                progress=_reporter(job.log),
             )
         yield _write(job, spec, result)
 
@@ -183,7 +220,14 @@ def run_shard_job(task: ShardJob) -> ShardOutput | dict[str, Any]:
             if len(plan.windows) != task.count:
                 msg = f"the log now has {len(plan.windows)} shards, not {task.count}"
                 raise ShardError(msg)
-            yield run_shard(log, ready.stages, plan, index=task.index, **_policy_args(log, ready))
+            yield run_shard(
+                log,
+                ready.stages,
+                plan,
+                index=task.index,
+                progress=_reporter(shard_key(task.job.log, task.index)),
+                **_policy_args(log, ready),
+            )
 
     return _Guard(task.job.log).run(work())
 

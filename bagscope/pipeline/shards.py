@@ -224,6 +224,7 @@ def run_shard(
     end_ns: int | None,
     stamp_source: StampSource = "header",
     contract: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ShardOutput:
     """Shard ``index`` of ``plan``: its Shardable stages over what it owns."""
     from bagscope.pipeline.runner import Slice
@@ -245,6 +246,7 @@ def run_shard(
         end_ns=end_ns,
         stamp_source=stamp_source,
         contract=contract,
+        progress=progress,
         piece=Slice(read=read, owned=(lo, hi)),
     )
     if result.interrupted:
