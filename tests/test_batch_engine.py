@@ -3,11 +3,13 @@ stopped on the way out of an error."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
-from bagscope.batch.local import LocalEngine
+from bagscope.batch.local import LocalEngine, WorkerDiedError
 from bagscope.batch.tasks import Job, run_job
 from bagscope.sim.config import make_scenario
 from bagscope.sim.simulate import simulate
@@ -57,3 +59,28 @@ def test_ctrl_c_mid_run_stops_the_workers_and_writes_nothing(log: Path, tmp_path
     assert workers
     assert not any(w.is_alive() for w in workers)
     assert not list(tmp_path.iterdir())  # neither the run directory nor a temporary one
+
+
+def _echo(value: int) -> int:
+    return value
+
+
+def _die(_: int) -> int:
+    os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
+    return -1
+
+
+def test_a_task_that_kills_its_worker_fails_alone() -> None:
+    """The other tasks in flight when the pool broke are run again and succeed."""
+    with LocalEngine(2) as engine:
+        tickets = {engine.submit(_echo, i): i for i in range(3)}
+        killer = engine.submit(_die, 0)
+        tickets.update({engine.submit(_echo, i): i for i in range(3, 6)})
+        outcomes = {}
+        while len(outcomes) < 7:
+            outcomes.update({o.ticket: o for o in engine.next_done()})
+    assert {t: outcomes[t].value for t in tickets} == tickets
+    assert all(outcomes[t].error is None for t in tickets)
+    error = outcomes[killer].error
+    assert isinstance(error, WorkerDiedError)
+    assert str(error) == "its worker died twice running it (killed, or out of memory)"

@@ -11,15 +11,18 @@ rather than left half-written.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import multiprocessing
 import queue
 import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from bagscope.batch.engine import Outcome
 from bagscope.batch.tasks import Job, run_job
+from bagscope.errors import BagscopeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -28,6 +31,11 @@ if TYPE_CHECKING:
 __all__ = ["Job", "LocalEngine", "run_job"]
 
 _PROGRESS_POLL_S = 0.25  # how often the parent looks at the workers' progress
+_DIED = "its worker died twice running it (killed, or out of memory)"
+
+
+class WorkerDiedError(BagscopeError):
+    """A task whose worker process died under it, again when it was run a second time."""
 
 
 def _stop(_signum: int, _frame: FrameType | None) -> None:
@@ -56,6 +64,11 @@ class LocalEngine:
         self._queue: Any = None
         self._pool: ProcessPoolExecutor | None = None
         self._pending: dict[Future[Any], int] = {}
+        self._tasks: dict[int, tuple[Callable[[Any], Any], Any]] = {}  # until they end
+        # after a worker died: the tasks it may have been running, run again one at a time
+        self._suspects: collections.deque[int] = collections.deque()
+        self._alone: int | None = None  # the suspect running now, alone in the pool
+        self._held: list[int] = []  # tasks submitted meanwhile, started once suspects are done
         self._tickets = itertools.count()
 
     @property
@@ -63,9 +76,18 @@ class LocalEngine:
         return self._workers
 
     def submit(self, fn: Callable[[Any], Any], arg: Any) -> int:
+        ticket = next(self._tickets)
+        self._tasks[ticket] = (fn, arg)
+        if self._alone is None and not self._suspects:
+            self._start(ticket)
+        else:
+            self._held.append(ticket)
+        return ticket
+
+    def _start(self, ticket: int) -> None:
         if self._pool is None:  # started on first use: a batch with nothing to run spawns none
             context = multiprocessing.get_context("spawn")
-            if self._on_progress is not None:
+            if self._on_progress is not None and self._queue is None:
                 self._queue = context.Queue()
             self._pool = ProcessPoolExecutor(
                 max_workers=self._workers,
@@ -73,12 +95,11 @@ class LocalEngine:
                 initializer=_init_worker,
                 initargs=(self._queue,),
             )
-        ticket = next(self._tickets)
+        fn, arg = self._tasks[ticket]
         self._pending[self._pool.submit(fn, arg)] = ticket
-        return ticket
 
     def next_done(self) -> list[Outcome]:
-        if not self._pending:
+        if not self._pending and not self._suspects and not self._held:
             return []
         while True:
             timeout = None if self._queue is None else _PROGRESS_POLL_S
@@ -86,14 +107,57 @@ class LocalEngine:
             self._drain()
             if done:
                 break
+        if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+            outcomes = self._after_a_death()
+        else:
+            outcomes = [self._outcome(future) for future in done]
+        self._advance()
+        return outcomes or self.next_done()
+
+    def _outcome(self, future: Future[Any]) -> Outcome:
+        ticket = self._pending.pop(future)
+        del self._tasks[ticket]
+        if ticket == self._alone:
+            self._alone = None
+        try:
+            return Outcome(ticket, value=future.result())
+        except Exception as exc:
+            return Outcome(ticket, error=exc)
+
+    def _after_a_death(self) -> list[Outcome]:
+        """A worker died (killed, out of memory) and took the pool with it: every task it
+        held ends with BrokenProcessPool, the innocent with the guilty. Those are run again,
+        one at a time and alone, so that a second death names its task: that one fails, and
+        a log that kills its worker fails alone instead of taking the batch down."""
+        wait(self._pending)  # a broken pool fails everything it still holds, at once
         outcomes = []
-        for future in done:
+        for future in list(self._pending):
+            if not isinstance(future.exception(), BrokenProcessPool):
+                outcomes.append(self._outcome(future))
+                continue
             ticket = self._pending.pop(future)
-            try:
-                outcomes.append(Outcome(ticket, value=future.result()))
-            except Exception as exc:  # a worker that died (killed, out of memory)
-                outcomes.append(Outcome(ticket, error=exc))
+            if ticket == self._alone:
+                self._alone = None
+                del self._tasks[ticket]
+                outcomes.append(Outcome(ticket, error=WorkerDiedError(_DIED)))
+            else:
+                self._suspects.append(ticket)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         return outcomes
+
+    def _advance(self) -> None:
+        """The next suspect alone, or once there are none, the tasks held back meanwhile."""
+        if self._alone is not None:
+            return
+        if self._suspects:
+            self._alone = self._suspects.popleft()
+            self._start(self._alone)
+            return
+        held, self._held = self._held, []
+        for ticket in held:
+            self._start(ticket)
 
     def _drain(self) -> None:
         if self._queue is None or self._on_progress is None:
@@ -130,6 +194,9 @@ class LocalEngine:
                 process.terminate()  # SIGTERM: the worker removes what it was writing
         pool.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
+        self._tasks.clear()
+        self._suspects.clear()
+        self._held.clear()
         self._close_queue()
 
     def _close_queue(self) -> None:
