@@ -1,8 +1,9 @@
-"""The local batch engine: one process per core, each running whole logs.
+"""The local batch engine: one process per core, each running tasks (a log, or one time shard
+of a log, or a sharded log's merge: :mod:`bagscope.batch.tasks`).
 
 Workers are spawned (not forked) so that no reader state, thread or open file of the parent
-is shared, and each returns a small JSON-ready summary; the run directory itself is written
-by the worker with ``write_run`` (atomic), so the parent never holds a log's metrics.
+is shared, and each returns a small summary (or a shard's states); the run directory itself is
+written by the worker with ``write_run`` (atomic), so the parent never holds a log's metrics.
 
 Ctrl-C belongs to the parent: workers ignore SIGINT, and the parent stops them with SIGTERM,
 which a worker turns into KeyboardInterrupt so that a run directory being written is removed
