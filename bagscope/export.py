@@ -2,10 +2,12 @@
 
 Models are trained on KITTI-shaped folders, so the frames a pipeline sees (its ``[sync]``, its
 stages run) are written in that layout: ``velodyne/`` (float32 x, y, z, intensity in the lidar
-frame), ``image_2/`` (PNG), ``calib/`` (P0..P3, R0_rect, Tr_velo_to_cam, Tr_imu_to_velo) and
-``label_2/`` (15 fields per object, camera frame), plus ``index.csv`` mapping each sample back
-to its log time. The Parquet layout keeps the same content without KITTI's lossy conventions
-(camera field of view only, intensity scaled, two decimals).
+frame, as KITTI's headerless ``.bin`` and/or PCD v0.7 ``.pcd`` for the PCL / Open3D tools that
+cannot read a ``.bin`` without being told its layout), ``image_2/`` (PNG), ``calib/`` (P0..P3,
+R0_rect, Tr_velo_to_cam, Tr_imu_to_velo) and ``label_2/`` (15 fields per object, camera frame),
+plus ``index.csv`` mapping each sample back to its log time and naming its cloud files. The
+Parquet layout keeps the same content without KITTI's lossy conventions (camera field of view
+only, intensity scaled, two decimals).
 
 The exporter is one more frame stage appended after the pipeline's own, so it sees their
 outputs (``--labels STAGE``) and the log is read once. Everything is written into a temporary
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from bagscope.replay.log import Log
 
 __all__ = [
+    "CLOUDS",
     "FORMATS",
     "ExportError",
     "ExportSummary",
@@ -49,9 +52,12 @@ __all__ = [
     "kitti_label_lines",
     "kitti_type",
     "parse_kitti_calib",
+    "pcd_bytes",
 ]
 
 FORMATS = ("kitti", "parquet")
+# What ``--clouds`` may ask for, and the velodyne/ file extensions each one writes.
+CLOUDS = {"bin": ("bin",), "pcd": ("pcd",), "both": ("bin", "pcd")}
 EXPORT_STAGE = "_export"
 # A corner nearer the camera plane than this cannot be projected sensibly: KITTI labels only
 # what lies in front of the camera.
@@ -205,6 +211,31 @@ def kitti_label_lines(
     return lines
 
 
+def pcd_bytes(points: NDArray[np.float32]) -> bytes:
+    """A PCD v0.7 file (binary, unorganised) of (N, 4) x, y, z, intensity rows.
+
+    Written by hand rather than through Open3D so the bytes are exactly the ``.bin`` file's
+    behind a fixed ASCII header: the two stay comparable value for value, and exporting needs
+    no point cloud library. Binary PCD is the rows packed as C structs, which for four float32
+    fields is precisely KITTI's little-endian layout.
+    """
+    values = np.ascontiguousarray(points, dtype="<f4").reshape(-1, 4)
+    n = len(values)
+    header = (
+        "VERSION .7\n"
+        "FIELDS x y z intensity\n"
+        "SIZE 4 4 4 4\n"
+        "TYPE F F F F\n"
+        "COUNT 1 1 1 1\n"
+        f"WIDTH {n}\n"
+        "HEIGHT 1\n"
+        "VIEWPOINT 0 0 0 1 0 0 0\n"
+        f"POINTS {n}\n"
+        "DATA binary\n"
+    )
+    return header.encode("ascii") + values.tobytes()
+
+
 def _intensity(cloud: Any, finite: NDArray[np.bool_]) -> NDArray[np.float32]:
     if "intensity" not in cloud.field_names:
         return np.zeros(int(finite.sum()), dtype=np.float32)
@@ -215,11 +246,19 @@ class _Exporter:
     """The frame stage that writes every ``every``-th synced frame into ``root``."""
 
     def __init__(
-        self, *, root: Path, fmt: str, every: int, labels: str | None, label_kind: str
+        self,
+        *,
+        root: Path,
+        fmt: str,
+        every: int,
+        labels: str | None,
+        label_kind: str,
+        clouds: str = "bin",
     ) -> None:
         self.name = EXPORT_STAGE
         self.root = root
         self.fmt = fmt
+        self.cloud_exts = CLOUDS[clouds]
         self.every = every
         self.labels = labels
         self.label_kind = label_kind  # "topic" or "stage"
@@ -261,7 +300,10 @@ class _Exporter:
             self.scale = 1 / 255 if intensity.size and float(intensity.max()) > 1 else 1.0
         values = np.column_stack([xyz, intensity * np.float32(self.scale)]).astype("<f4")
         stem = f"{sample:06d}"
-        (self.root / "velodyne" / f"{stem}.bin").write_bytes(values.tobytes())
+        for ext in self.cloud_exts:
+            data = values.tobytes() if ext == "bin" else pcd_bytes(values)
+            (self.root / "velodyne" / f"{stem}.{ext}").write_bytes(data)
+            self.index[-1][f"velodyne_{ext}"] = f"velodyne/{stem}.{ext}"
         self._write_camera(frame, lidar_frame=cloud.frame_id, stem=stem, boxes=boxes)
 
     def _boxes(self, frame: Frame, lidar_frame: str) -> Boxes | None:
@@ -356,10 +398,16 @@ class _Exporter:
         return StageResult()
 
     def write_tables(self) -> None:
-        """index.csv (KITTI) or frames.parquet + objects.parquet, after the last frame."""
+        """index.csv (KITTI) or frames.parquet + objects.parquet, after the last frame.
+
+        index.csv has a ``velodyne_<ext>`` column per cloud file kind written, holding the
+        path from the data set's root, so a reader never has to guess which kind is there.
+        """
         if self.fmt == "kitti":
+            names = [f"velodyne_{ext}" for ext in self.cloud_exts]
             with (self.root / "index.csv").open("w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=["sample", "t_ns", *self.topics])
+                fields = ["sample", "t_ns", *names, *self.topics]
+                writer = csv.DictWriter(fh, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows(self.index)
             return
@@ -422,6 +470,7 @@ def export_log(
     *,
     out: Path,
     fmt: str = "kitti",
+    clouds: str = "bin",
     every: int = 1,
     labels: str | None = None,
     start_ns: int | None = None,
@@ -430,13 +479,22 @@ def export_log(
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
     """Run ``stages`` over the synced frames of ``log`` and write every ``every``-th frame
-    to ``out`` as a ``fmt`` data set; atomic (temp folder beside ``out``, then renamed)."""
+    to ``out`` as a ``fmt`` data set; atomic (temp folder beside ``out``, then renamed).
+
+    ``clouds`` (a key of `CLOUDS`) picks the KITTI velodyne/ files: ``.bin``, ``.pcd`` or both.
+    """
     from bagscope.interrupts import deferred_interrupt
     from bagscope.pipeline.runner import run_stages
     from bagscope.pipeline.session import auto_sync, sync_policy, truth_topics
 
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    if clouds not in CLOUDS:
+        raise ExportError(f"--clouds {clouds}: choose one of {', '.join(CLOUDS)}")
+    if fmt != "kitti" and clouds != "bin":
+        # Refused rather than ignored: the user asked for files this format never writes.
+        msg = f"--clouds {clouds}: only --format kitti writes cloud files ({fmt} keeps points"
+        raise ExportError(f"{msg} in frames.parquet)")
     if every < 1:
         raise ExportError(f"--every {every}: must be 1 or more")
     if out.exists() and not overwrite:
@@ -455,7 +513,9 @@ def export_log(
     with deferred_interrupt():
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        exporter = _Exporter(root=tmp, fmt=fmt, every=every, labels=source, label_kind=kind)
+        exporter = _Exporter(
+            root=tmp, fmt=fmt, every=every, labels=source, label_kind=kind, clouds=clouds
+        )
         result = run_stages(
             log,
             [*stages, exporter],

@@ -24,6 +24,8 @@ from bagscope.replay.decode.boxes import Boxes
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from numpy.typing import NDArray
+
     from bagscope.replay.frame import Frame
 
 FRAMES = 10  # a 1 s drive, lidar at 10 Hz
@@ -114,6 +116,8 @@ def test_kitti_layout_names_and_counts(kitti: Path, frames: list[Frame]) -> None
     with (kitti / "index.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["sample"]) for r in rows] == list(range(5))
+    assert [r["velodyne_bin"] for r in rows] == [f"velodyne/{s}.bin" for s in expected]
+    assert "velodyne_pcd" not in rows[0]
     assert [int(r["t_ns"]) for r in rows] == [f.t_ns for f in frames[::2]]
     assert [int(r["/camera/image/compressed"]) for r in rows] == [
         f.stamps_ns["/camera/image/compressed"] for f in frames[::2]
@@ -266,11 +270,110 @@ def test_refuses_existing_and_overwrites(drive: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
 
+PCD_HEADER = [  # PCD v0.7 as documented, for n points
+    "VERSION .7",
+    "FIELDS x y z intensity",
+    "SIZE 4 4 4 4",
+    "TYPE F F F F",
+    "COUNT 1 1 1 1",
+    "WIDTH {n}",
+    "HEIGHT 1",
+    "VIEWPOINT 0 0 0 1 0 0 0",
+    "POINTS {n}",
+    "DATA binary",
+]
+
+
+def _parse_pcd(raw: bytes) -> tuple[list[str], NDArray[np.float32]]:
+    """Header lines and (N, 4) rows of a binary PCD, read without the exporter's code: the
+    header is the ASCII lines up to and including DATA; the rest is packed float32 rows."""
+    lines: list[str] = []
+    at = 0
+    while not lines or not lines[-1].startswith("DATA"):
+        end = raw.index(b"\n", at)
+        lines.append(raw[at:end].decode("ascii"))
+        at = end + 1
+    fields = dict(line.split(" ", 1) for line in lines)
+    assert fields["DATA"] == "binary"
+    assert fields["SIZE"] == "4 4 4 4"
+    assert fields["TYPE"] == "F F F F"
+    n = int(fields["POINTS"])
+    assert len(raw) - at == n * 16
+    return lines, np.frombuffer(raw[at:], dtype="<f4").reshape(n, 4)
+
+
+@pytest.fixture(scope="module")
+def both(drive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("both") / "ds"
+    code, output = _invoke(str(drive), "-o", str(out), "--every", "4", "--clouds", "both")
+    assert code == 0, output
+    return out
+
+
+def test_clouds_both_writes_pcd_beside_bin(both: Path, kitti: Path) -> None:
+    stems = [f"{i:06d}" for i in range(3)]
+    assert sorted(p.name for p in (both / "velodyne").iterdir()) == sorted(
+        f"{s}.{ext}" for s in stems for ext in ("bin", "pcd")
+    )
+    with (both / "index.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["velodyne_bin"], r["velodyne_pcd"]) for r in rows] == [
+        (f"velodyne/{s}.bin", f"velodyne/{s}.pcd") for s in stems
+    ]
+    # Sample 0 is frame 0 in both exports: the .bin is the one checked against the frame.
+    assert (both / "velodyne/000000.bin").read_bytes() == (
+        kitti / "velodyne/000000.bin"
+    ).read_bytes()
+
+
+def test_pcd_header_is_pcd_v07(both: Path) -> None:
+    for pcd in sorted((both / "velodyne").glob("*.pcd")):
+        bin_rows = pcd.with_suffix(".bin").stat().st_size // 16
+        lines, _ = _parse_pcd(pcd.read_bytes())
+        assert bin_rows > 0
+        assert lines == [line.format(n=bin_rows) for line in PCD_HEADER]
+
+
+def test_pcd_points_equal_bin_points(both: Path) -> None:
+    """The same rows, exactly, by an independent parse and by Open3D (positions through the
+    legacy reader, intensity through the tensor one)."""
+    import open3d as o3d
+
+    for pcd in sorted((both / "velodyne").glob("*.pcd")):
+        expected = np.frombuffer(pcd.with_suffix(".bin").read_bytes(), "<f4").reshape(-1, 4)
+        _, rows = _parse_pcd(pcd.read_bytes())
+        np.testing.assert_array_equal(rows, expected)
+        legacy = o3d.io.read_point_cloud(pcd, format="pcd")
+        np.testing.assert_array_equal(np.asarray(legacy.points), expected[:, :3])
+        tensor = o3d.t.io.read_point_cloud(pcd)
+        np.testing.assert_array_equal(tensor.point.positions.numpy(), expected[:, :3])
+        np.testing.assert_array_equal(tensor.point.intensity.numpy().reshape(-1), expected[:, 3])
+
+
+def test_clouds_pcd_alone_writes_no_bin(drive: Path, tmp_path: Path, both: Path) -> None:
+    out = tmp_path / "ds"
+    code, output = _invoke(str(drive), "-o", str(out), "--every", "8", "--clouds", "PCD")
+    assert code == 0, output
+    assert sorted(p.name for p in (out / "velodyne").iterdir()) == ["000000.pcd", "000001.pcd"]
+    with (out / "index.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["velodyne_pcd"] for r in rows] == ["velodyne/000000.pcd", "velodyne/000001.pcd"]
+    assert "velodyne_bin" not in rows[0]
+    # Frame 0 is sample 0 of both exports: the same bytes whichever kinds are asked for.
+    assert (out / "velodyne/000000.pcd").read_bytes() == (both / "velodyne/000000.pcd").read_bytes()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--format", "coco"], "error: --format coco: choose one of kitti, parquet"),
         (["--every", "0"], "error: --every 0: must be 1 or more"),
+        (["--clouds", "PLY"], "error: --clouds ply: choose one of bin, pcd, both"),
+        (
+            ["--format", "parquet", "--clouds", "pcd"],
+            "error: --clouds pcd: only --format kitti writes cloud files (parquet keeps points "
+            "in frames.parquet)",
+        ),
         (
             ["--labels", "/imu"],
             "error: --labels /imu: not a stage of the pipeline nor a synced topic "

@@ -44,6 +44,15 @@ def export(
         str,
         typer.Option("--format", help="kitti (object layout) or parquet.", metavar="FORMAT"),
     ] = "kitti",
+    clouds: Annotated[
+        str,
+        typer.Option(
+            "--clouds",
+            help="KITTI velodyne/ files: bin (KITTI's float32 x,y,z,intensity), pcd (PCD v0.7, "
+            "the same points, for PCL / Open3D tools) or both.",
+            metavar="KIND",
+        ),
+    ] = "bin",
     every: Annotated[
         int, typer.Option("--every", help="Write every N-th synced frame.", metavar="N")
     ] = 1,
@@ -64,8 +73,8 @@ def export(
     msg_path: MsgPathOpt = None,
     strict: StrictOpt = False,
 ) -> None:
-    """Write the synced frames as a training data set: KITTI (velodyne/, image_2/, calib/,
-    label_2/, index.csv) or Parquet (frames.parquet, objects.parquet).
+    """Write the synced frames as a training data set: KITTI (velodyne/ .bin and/or .pcd,
+    image_2/, calib/, label_2/, index.csv) or Parquet (frames.parquet, objects.parquet).
 
     The data set is written into a temporary folder and renamed into place when complete;
     Ctrl-C leaves nothing behind (exit 130).
@@ -91,6 +100,7 @@ def export(
                     stages,
                     out=out_dir,
                     fmt=fmt.lower(),
+                    clouds=clouds.lower(),
                     every=every,
                     labels=labels,
                     start_ns=start_ns,
