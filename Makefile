@@ -32,7 +32,7 @@ apt:
 $(VENV)/.installed: pyproject.toml
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	@# An editable install is not byte-compiled; where PYTHONDONTWRITEBYTECODE is set every
 	@# `replay` start would compile the package again (~50 ms).
 	$(BIN)/python -m compileall -q bagscope

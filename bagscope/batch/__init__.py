@@ -356,6 +356,8 @@ def run_batch(
     on_log: Callable[[dict[str, Any]], None] | None = None,
     shard_length: str | int | None = None,
     on_shard: Callable[[str, int, int], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> BatchResult:
     """Run ``pipeline`` (a TOML file; None: ``replay analyze``'s analysis) over ``logs``.
 
@@ -369,6 +371,11 @@ def run_batch(
     ``shard_length`` (``"60s"`` or ns) splits each log longer than that into time shards run
     in parallel and merged into the run an unsharded run gives (:mod:`bagscope.pipeline.
     shards`); ``on_shard(log, done, count)`` is told of each shard that ends.
+
+    ``engine`` is where the tasks run: ``"local"``, a process pool on this machine, or
+    ``"ray"`` (:mod:`bagscope.batch.ray_engine`), a Ray instance started for the batch, or
+    the existing cluster at ``address``. Ray missing, or nothing answering at ``address``,
+    is a :class:`BatchError` before anything is written.
     """
     from bagscope.api import resolve_pipeline
     from bagscope.batch.local import LocalEngine
@@ -391,7 +398,22 @@ def run_batch(
         msg = f"--workers must be at least 1, not {workers}"
         raise BatchError(msg)
 
+    if engine not in ("local", "ray"):
+        msg = f"--engine must be local or ray, not {engine!r}"
+        raise BatchError(msg)
+    if address is not None and engine != "ray":
+        msg = "--address names a Ray cluster: it needs --engine ray"
+        raise BatchError(msg)
+    if engine == "ray":
+        from bagscope.batch.ray_engine import check_ray
+
+        check_ray(address)  # before the lock: a batch that cannot run writes nothing
+
     def make_engine(workers: int) -> Engine:
+        if engine == "ray":
+            from bagscope.batch.ray_engine import RayEngine
+
+            return RayEngine(workers, address)
         return LocalEngine(workers)
 
     result = BatchResult(out=out, logs=found)
@@ -445,8 +467,8 @@ def run_batch(
                     job, log_digest=log_digest([Path(job.log)]), pipeline_digest=digest
                 )
 
-            with make_engine(workers) as engine:
-                drive(engine, jobs, on_done=record, folders=folders, on_shard=on_shard)
+            with make_engine(workers) as pool:
+                drive(pool, jobs, on_done=record, folders=folders, on_shard=on_shard)
         _write_outputs(result)
     return result
 

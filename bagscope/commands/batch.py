@@ -1,4 +1,5 @@
-"""``replay batch``: one pipeline over many logs on every core, resumable, with one summary."""
+"""``replay batch``: one pipeline over many logs on every core (or a Ray cluster), resumable,
+with one summary."""
 
 from __future__ import annotations
 
@@ -55,6 +56,24 @@ def batch(
             show_default="no shards",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (a process pool on this machine) | ray (needs bagscope[ray]).",
+            metavar="local|ray",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="An existing Ray cluster to run on (host:port or ray://host:port); "
+            "--workers is then how many tasks it is given at once.",
+            metavar="ADDR",
+            show_default="a local Ray instance",
+        ),
+    ] = None,
     figures: FiguresOpt = True,
     typestore: TypestoreOpt = None,
     msg_path: MsgPathOpt = None,
@@ -66,7 +85,9 @@ def batch(
     by running it again (a sharded log keeps its finished shards). With --shard-length a long
     log is cut into time shards that run at once: stages that can be split run in the shards,
     the others over the whole log, and the merge equals an unsharded run. A log that cannot
-    be read is recorded in failures.jsonl and the others go on. Exit 0 when every log ran,
+    be read is recorded in failures.jsonl and the others go on. With --engine ray the same
+    tasks run on Ray: a local instance started for the batch, or the cluster at --address
+    (whose nodes see the logs and --out at the same paths). Exit 0 when every log ran,
     1 when any failed, 130 when interrupted.
     """
     from rich.markup import escape
@@ -132,6 +153,8 @@ def batch(
                     on_log=on_log,
                     shard_length=shard_length,
                     on_shard=on_shard,
+                    engine=engine,
+                    address=address,
                 )
         except KeyboardInterrupt:
             err.print(
