@@ -358,6 +358,7 @@ def run_batch(
     on_shard: Callable[[str, int, int], None] | None = None,
     engine: str = "local",
     address: str | None = None,
+    on_frames: Callable[[int], None] | None = None,
 ) -> BatchResult:
     """Run ``pipeline`` (a TOML file; None: ``replay analyze``'s analysis) over ``logs``.
 
@@ -376,6 +377,9 @@ def run_batch(
     ``"ray"`` (:mod:`bagscope.batch.ray_engine`), a Ray instance started for the batch, or
     the existing cluster at ``address``. Ray missing, or nothing answering at ``address``,
     is a :class:`BatchError` before anything is written.
+
+    ``on_frames(total)`` is told the frames made so far, as the workers go (the process pool
+    reports while a log runs; Ray only when a log ends).
     """
     from bagscope.api import resolve_pipeline
     from bagscope.batch.local import LocalEngine
@@ -414,7 +418,15 @@ def run_batch(
             from bagscope.batch.ray_engine import RayEngine
 
             return RayEngine(workers, address)
-        return LocalEngine(workers)
+        if on_frames is None:
+            return LocalEngine(workers)
+        so_far: dict[str, int] = {}  # per task (a log, or one shard of it): its latest count
+
+        def progress(key: str, frames: int) -> None:
+            so_far[key] = max(frames, so_far.get(key, 0))
+            on_frames(sum(so_far.values()))
+
+        return LocalEngine(workers, on_progress=progress)
 
     result = BatchResult(out=out, logs=found)
     with BatchLock(out):
@@ -422,6 +434,7 @@ def run_batch(
         runs.mkdir(exist_ok=True)
         _clean_stale(runs)
         jobs: list[Job] = []
+        planned: dict[str, Path] = {}  # log -> its run directory, as the caller named --out
         for log in found:
             run_dir = runs / run_dir_name(log)
             try:
@@ -432,10 +445,12 @@ def run_batch(
                 result.skipped.append(str(log))
                 result.run_dirs[str(log)] = run_dir
                 continue
+            planned[str(log)] = run_dir
             jobs.append(
                 Job(
                     log=str(log),
-                    run_dir=str(run_dir),
+                    path=str(log.resolve()),
+                    run_dir=str(run_dir.resolve()),
                     pipeline=str(pipeline) if isinstance(pipeline, str | Path) else spec,
                     figures=figures,
                     typestore=typestore,
@@ -457,14 +472,14 @@ def run_batch(
                     failures.write(json.dumps({"log": log, "error": outcome["error"]}) + "\n")
                     failures.flush()
                 else:
-                    result.run_dirs[log] = Path(outcome["run_dir"])
+                    result.run_dirs[log] = planned[log]
                     result.ran.append(log)
                 if on_log is not None:
                     on_log(outcome)
 
             def folders(job: Job) -> Path:
                 return shard_folder(
-                    job, log_digest=log_digest([Path(job.log)]), pipeline_digest=digest
+                    job, log_digest=log_digest([Path(job.path)]), pipeline_digest=digest
                 )
 
             with make_engine(workers) as pool:

@@ -71,9 +71,10 @@ def shard_key(log: str, index: int) -> str:
 class Job:
     """One log to run: everything a worker needs, picklable."""
 
-    log: str
+    log: str  # as the user gave it: the key of its outcome, failures.jsonl and the log column
     run_dir: str
     pipeline: str | Pipeline | None  # a TOML path, or one built in Python (pickled over)
+    path: str = ""  # the log, absolute: a worker elsewhere (Ray) has another working directory
     figures: bool = True
     typestore: str | None = None
     msg_paths: tuple[str, ...] = ()
@@ -111,7 +112,10 @@ class _Opened:
         job = self.job
         self.spec = resolve_pipeline(job.pipeline)
         self.log = open_log(
-            [Path(job.log)], typestore=job.typestore, msg_paths=job.msg_paths, strict=job.strict
+            [Path(job.path or job.log)],
+            typestore=job.typestore,
+            msg_paths=job.msg_paths,
+            strict=job.strict,
         )
         try:
             ready = prepare(self.log, self.spec)
@@ -139,7 +143,7 @@ def _write(job: Job, spec: Pipeline, result: RunResult) -> dict[str, Any]:
 
     if result.interrupted:
         raise KeyboardInterrupt
-    written = write_run(
+    write_run(
         result,
         Path(job.run_dir),
         pipeline=spec.config.to_json(),
@@ -147,7 +151,7 @@ def _write(job: Job, spec: Pipeline, result: RunResult) -> dict[str, Any]:
         figures=job.figures,
         finish=write_report,
     )
-    return {"log": job.log, "run_dir": str(written), "frames": result.frames}
+    return {"log": job.log, "frames": result.frames}
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,8 +118,14 @@ def batch(
             bar.console.print(
                 f"[red]failed:[/] {escape(outcome['log'])}: {escape(outcome['error'])}"
             )
-        state["frames"] = state.get("frames", 0) + int(outcome.get("frames", 0))
-        bar.update(task, advance=1, frames=state["frames"])
+        state["done_frames"] = state.get("done_frames", 0) + int(outcome.get("frames", 0))
+        bar.update(task, advance=1, frames=max(state["done_frames"], state.get("live", 0)))
+
+    def on_frames(total: int) -> None:  # live, from the workers (the local engine)
+        state["live"] = total
+        if "task" in state:
+            frames = max(total, state.get("done_frames", 0))
+            state["bar"].update(state["task"], frames=frames)
 
     def on_shard(log: str, done: int, count: int) -> None:
         bar: Progress = state["bar"]
@@ -155,6 +161,7 @@ def batch(
                     on_shard=on_shard,
                     engine=engine,
                     address=address,
+                    on_frames=on_frames,
                 )
         except KeyboardInterrupt:
             err.print(
