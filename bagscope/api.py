@@ -56,6 +56,7 @@ __all__ = [
     "prepare",
     "resolve_pipeline",
     "run",
+    "run_prepared",
 ]
 
 _POLICIES = ("approximate", "exact", "nearest")
@@ -350,9 +351,20 @@ def execute(
     progress: Callable[[int, int], None] | None = None,
 ) -> RunResult:
     """Run ``spec`` over an open log: the one place the API and ``replay batch`` run a log."""
+    ready = prepare(log, spec, analysis=analysis, start=start, end=end)
+    return run_prepared(log, ready, fail_fast=fail_fast, progress=progress)
+
+
+def run_prepared(
+    log: Log,
+    ready: Prepared,
+    *,
+    fail_fast: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """One read of ``log`` with what :func:`prepare` made ready."""
     from bagscope.pipeline.session import run_pipeline
 
-    ready = prepare(log, spec, analysis=analysis, start=start, end=end)
     return run_pipeline(
         log,
         ready.config,

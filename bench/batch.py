@@ -27,38 +27,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _drives import CACHE, drive
 
-MODELS = """
-[pipeline]
-name = "lidar models"
-
-[source]
-topics = ["/lidar/points", "/camera/image/compressed"]
-
-[sync]
-policy = "nearest"
-slop = "50ms"
-
-[[stages]]
-use = "deskew"
-
-[[stages]]
-use = "voxel_downsample"
-input = "deskew"
-
-[[stages]]
-use = "ground_segmentation"
-input = "voxel_downsample"
-
-[[stages]]
-use = "clustering"
-input = "ground_segmentation"
-
-[[stages]]
-use = "pointcloud"
-
-[[stages]]
-use = "stage_timing"
-"""
+# every stage of it splits into time shards
+MODELS = Path(__file__).resolve().parents[1] / "examples" / "pipelines" / "lidar_models.toml"
 
 
 def drives(count: int, seconds: int) -> list[Path]:
@@ -164,10 +134,8 @@ def main() -> None:
     args = parser.parse_args()
     logs = drives(args.logs, args.seconds)
     long = drive(args.long)
-    models = CACHE / "batch_models.toml"
-    models.write_text(MODELS)
     bench_workers(logs)
-    bench_shards(long, args.shard, models)
+    bench_shards(long, args.shard, MODELS)
     self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"\npeak RSS: batch process {self_mb:.0f} MB, largest worker {child_mb:.0f} MB")

@@ -30,50 +30,7 @@ FAULTS = (
     "outage:/camera/image/compressed=1.5s+1s,drop:/lidar/points=0.1,"
     "freeze:/camera/image/compressed=3.5s+1s"
 )
-MODELS = """
-[pipeline]
-name = "models"
-
-[source]
-topics = ["/lidar/points", "/camera/image/compressed"]
-
-[sync]
-policy = "nearest"
-slop = "50ms"
-
-[[stages]]
-use = "deskew"
-
-[[stages]]
-use = "voxel_downsample"
-input = "deskew"
-
-[[stages]]
-use = "ground_segmentation"
-input = "voxel_downsample"
-
-[[stages]]
-use = "clustering"
-input = "ground_segmentation"
-
-[[stages]]
-use = "project_to_camera"
-
-[[stages]]
-use = "sync"
-
-[[stages]]
-use = "pointcloud"
-
-[[stages]]
-use = "image"
-
-[[stages]]
-use = "topic_health"
-
-[[stages]]
-use = "stage_timing"
-"""
+MODELS = (Path(__file__).resolve().parents[1] / "examples/pipelines/lidar_models.toml").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -178,7 +178,7 @@ def run_job(job: Job) -> dict[str, Any]:
     """
 
     def work() -> Iterator[dict[str, Any]]:
-        from bagscope.pipeline.session import run_pipeline
+        from bagscope.api import run_prepared
 
         with _Opened(job) as (log, spec, ready):
             if job.shard_ns is not None:
@@ -186,15 +186,7 @@ def run_job(job: Job) -> dict[str, Any]:
                 if plan.split:
                     yield {"log": job.log, "shards": len(plan.windows)}
                     return
-            result = run_pipeline(
-                log,
-                ready.config,
-                ready.stages,
-                sync=ready.sync,
-                start_ns=ready.start_ns,
-                end_ns=ready.end_ns,
-                progress=_reporter(job.log),
-            )
+            result = run_prepared(log, ready, progress=_reporter(job.log))
         yield _write(job, spec, result)
 
     return _Guard(job.log).run(work())

@@ -119,7 +119,9 @@ def test_the_examples_are_valid() -> None:
     from bagscope.builtins import BUILTIN_STAGES
 
     files = sorted(EXAMPLES.glob("*.toml"))
-    assert [f.name for f in files] == ["detection.toml", "health.toml", "lidar_quality.toml"]
+    assert [f.name for f in files] == [
+        "detection.toml", "health.toml", "lidar_models.toml", "lidar_quality.toml",
+    ]  # fmt: skip
     for file in files:
         config = load_pipeline(file)
         assert config.sync is not None
