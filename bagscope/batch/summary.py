@@ -16,7 +16,6 @@ log (names, topics, kinds, errors) is escaped on its way into the page and into 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
@@ -26,10 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bagscope.analyzers.plotting import SEVERITY_COLOURS, style_axes
+from bagscope.viz.page import escape as _e
+from bagscope.viz.page import section as _section
+from bagscope.viz.page import table as _table
 from bagscope.viz.report_template import CSP, CSS, VERDICT_COLOURS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -474,27 +476,8 @@ def _metrics_figure(kept: dict[_MetricSpec, dict[str, list[_Sample]]]) -> Figure
 # -- the page --------------------------------------------------------------------------------
 
 
-def _e(value: object) -> str:
-    """Escape anything for HTML text and attribute values (quotes included)."""
-    return html.escape(str(value), quote=True)
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n:,} {word if n == 1 else word + 's'}"
-
-
-def _section(anchor: str, title: str, body: str) -> str:
-    return f'<section class="card" id="{anchor}">\n<h2>{_e(title)}</h2>\n{body}\n</section>'
-
-
-def _table(head: Sequence[tuple[str, bool]], rows: Iterable[str], *, cls: str = "") -> str:
-    """A table; ``head`` holds (label, numeric) pairs, ``rows`` ready-made ``<tr>`` markup."""
-    ths = "".join(f"<th{' class=num' if num else ''}>{_e(label)}</th>" for label, num in head)
-    cls_attr = f' class="{cls}"' if cls else ""
-    return (
-        f'<div class="scroll"><table{cls_attr}><thead><tr>{ths}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
-    )
 
 
 def _figure(img: str, caption: str = "") -> str:

@@ -14,7 +14,6 @@ markup, so every one goes through :func:`html.escape` on its way into the page.
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 from dataclasses import dataclass
@@ -30,10 +29,13 @@ from bagscope.replay.timeparse import (
     format_epoch,
     format_seconds,
 )
+from bagscope.viz.page import escape as _e
+from bagscope.viz.page import section as _section
+from bagscope.viz.page import table as _table
 from bagscope.viz.report_template import CSP, CSS, VERDICT_COLOURS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Mapping
 
 __all__ = ["MAX_EVENT_ROWS", "REPORT_NAME", "VERDICT_COLOURS", "render_report", "write_report"]
 
@@ -168,11 +170,6 @@ def _load(run_dir: Path) -> _Context:
 # -- small helpers ---------------------------------------------------------------------------
 
 
-def _e(value: object) -> str:
-    """Escape anything for HTML text and attribute values (quotes included)."""
-    return html.escape(str(value), quote=True)
-
-
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -233,21 +230,6 @@ def _topic(name: object) -> str:
 
 def _pill(kind: str, name: str) -> str:
     return f'<span class="pill {kind}-{_e(name)}">{_e(name)}</span>'
-
-
-def _section(anchor: str, title: str, body: str, *, count: str = "") -> str:
-    extra = f' <span class="count">{_e(count)}</span>' if count else ""
-    return f'<section class="card" id="{anchor}">\n<h2>{_e(title)}{extra}</h2>\n{body}\n</section>'
-
-
-def _table(head: Sequence[tuple[str, bool]], rows: Iterable[str], *, cls: str = "") -> str:
-    """A table; ``head`` holds (label, numeric) pairs, ``rows`` ready-made ``<tr>`` markup."""
-    ths = "".join(f"<th{' class=num' if num else ''}>{_e(label)}</th>" for label, num in head)
-    cls_attr = f' class="{cls}"' if cls else ""
-    return (
-        f'<div class="scroll"><table{cls_attr}><thead><tr>{ths}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
-    )
 
 
 def _facts(pairs: Iterable[tuple[str, str]]) -> str:
