@@ -469,11 +469,7 @@ def _carried_in(
     out: list[Any] = []
     if static:
         out.extend(log.messages(None, start_ns, topics=static))
-    if infos:
-        latest: dict[str, Any] = {}
-        for msg in log.messages(None, start_ns, topics=infos):
-            latest[msg.topic] = msg
-        out.extend(latest[t] for t in infos if t in latest)
+    out.extend(log.latest_before(infos, start_ns))
     return out
 
 

@@ -236,3 +236,21 @@ def test_a_plan_without_splittable_stages_says_why() -> None:
         windows=((None, None),), sharded=(), whole=("topic_health",), at_merge=(),
         reason="no stage of this pipeline can be split into time shards",
     )  # fmt: skip
+
+
+def test_latest_before_finds_a_latched_message_beyond_the_look_back(drive_log: Path) -> None:
+    """/tf_static is published once at the start: it is still what a shard 3 s in has seen."""
+    from bagscope.replay.log import open_log
+
+    with open_log([drive_log]) as log:
+        start = log.info().start_ns
+        static = list(log.messages(topics=["/tf_static"]))
+        infos = list(log.messages(start, start + 3 * SECOND, topics=["/camera/camera_info"]))
+        found = log.latest_before(
+            ["/camera/camera_info", "/tf_static"], start + 3 * SECOND, look_back_ns=SECOND
+        )
+    assert len(static) == 1
+    assert [(m.topic, m.log_time_ns) for m in found] == [
+        ("/camera/camera_info", infos[-1].log_time_ns),
+        ("/tf_static", static[0].log_time_ns),
+    ]

@@ -40,11 +40,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_ERRORS_KEPT",
+    "ErrorRecorder",
     "FrameKey",
     "RunResult",
     "Slice",
     "StageError",
     "StageFailedError",
+    "finish_stage",
     "frame_key",
     "run_stages",
 ]
@@ -118,13 +120,11 @@ def frame_key(frame: Any) -> FrameKey:
 class Slice:
     """One time shard of a run: read ``read`` (wider, so that sync sees the partners of the
     frames at the edges), give the stages only what ``owned`` holds (messages by log time,
-    frames by their time), and collect ``shard_state()`` instead of finishing. Either end
-    None is open. ``keys`` records every frame's :data:`FrameKey` (``owned`` or not: the
-    whole-log pass records all frames for the check that the shards made the same ones)."""
+    frames by their time), record the owned frames' :data:`FrameKey`, and collect
+    ``shard_state()`` instead of finishing. Either end None is open."""
 
     read: tuple[int | None, int | None]
-    owned: tuple[int | None, int | None] | None
-    collect: bool = True
+    owned: tuple[int | None, int | None]
 
 
 def _inside(window: tuple[int | None, int | None]) -> Callable[[int], bool]:
@@ -143,7 +143,7 @@ def _stage_names(stages: Sequence[Stage]) -> tuple[str, ...]:
     return names
 
 
-class _Recorder:
+class ErrorRecorder:
     """Keeps the stage errors and decides whether to go on after one."""
 
     def __init__(self, *, fail_fast: bool) -> None:
@@ -195,7 +195,7 @@ def run_stages(
     names = _stage_names(stages)
     info = log.info()
     timings = StageTimings()
-    recorder = _Recorder(fail_fast=fail_fast)
+    recorder = ErrorRecorder(fail_fast=fail_fast)
     stream_holder: list[Any] = []
 
     def context() -> RunContext:
@@ -244,7 +244,7 @@ def run_stages(
         end_ns=end_ns,
     )
     counter = [0]
-    owns = _inside(piece.owned) if piece is not None and piece.owned is not None else None
+    owns = _inside(piece.owned) if piece is not None else None
     tap = _make_tap(listeners, timings=timings, recorder=recorder, counter=counter, owns=owns)
     read_window = piece.read if piece is not None else (start_ns, end_ns)
     counted = {log.resolve_topic(t) for t in count_topics}
@@ -292,29 +292,45 @@ def run_stages(
         times = sorted(result.frame_stats.frame_times_ns)
         spacings = sorted(b - a for a, b in itertools.pairwise(times))
         timings.period_ns = spacings[len(spacings) // 2]
-    if piece is not None and piece.collect:
+    if piece is not None:
         _collect(stages, names, result=result, recorder=recorder)
         return result
     for stage, name in zip(stages, names, strict=True):
-        t0 = time.perf_counter_ns()
-        try:
-            result.results[name] = stage.finish()
-        except BagscopeError:
-            raise
-        except Exception as err:  # recorded; the other stages still finish
-            recorder.record(name, "finish", t_ns=None, err=err)
-            result.results[name] = StageResult()
-        timings.finish[name] = time.perf_counter_ns() - t0
-        res = result.results[name]
-        res.events = [e if e.stage else replace(e, stage=name) for e in res.events]
-        res.checks = [c if c.stage else replace(c, stage=name) for c in res.checks]
+        result.results[name] = finish_stage(stage, name, recorder=recorder, timings=timings)
     result.errors = recorder.errors
     result.error_counts = dict(recorder.counts)
     return result
 
 
+def finish_stage(
+    stage: Stage,
+    name: str,
+    *,
+    recorder: ErrorRecorder,
+    timings: StageTimings,
+    before: Callable[[], None] | None = None,
+) -> StageResult:
+    """``stage.finish()`` (after ``before()``, which a merge uses to set the stage up and hand
+    it the shards' states), timed; an error is recorded and leaves an empty result, so the
+    other stages still finish. Events and checks are stamped with the stage's name."""
+    t0 = time.perf_counter_ns()
+    try:
+        if before is not None:
+            before()
+        res = stage.finish()
+    except BagscopeError:
+        raise
+    except Exception as err:  # recorded; the other stages still finish
+        recorder.record(name, "finish", t_ns=None, err=err)
+        res = StageResult()
+    timings.finish[name] = timings.finish.get(name, 0) + time.perf_counter_ns() - t0
+    res.events = [e if e.stage else replace(e, stage=name) for e in res.events]
+    res.checks = [c if c.stage else replace(c, stage=name) for c in res.checks]
+    return res
+
+
 def _collect(
-    stages: Sequence[Stage], names: Sequence[str], *, result: RunResult, recorder: _Recorder
+    stages: Sequence[Stage], names: Sequence[str], *, result: RunResult, recorder: ErrorRecorder
 ) -> None:
     """A shard's end: each stage's state (a stage that is not Shardable has no place here)."""
     from bagscope.pipeline.stage import Shardable
@@ -335,7 +351,7 @@ def _make_tap(
     listeners: Mapping[str, list[tuple[str, MessageStage]]],
     *,
     timings: StageTimings,
-    recorder: _Recorder,
+    recorder: ErrorRecorder,
     counter: list[int],
     owns: Callable[[int], bool] | None = None,
 ) -> Callable[[Message], None]:
@@ -399,27 +415,15 @@ def _frame_stream(
     )
 
 
-_CARRY_BACK_NS = 10_000_000_000
-
-
 def _latest_camera_infos(log: Log, topics: Collection[str], *, before_ns: int) -> list[Message]:
     """The CameraInfo each camera had when a shard begins: a frame at the shard's start must
-    get the camera model it gets in a run from the log's start (a driver may latch it once).
-    Looked for in the 10 s before, then (for a latched one) from the log's start."""
+    get the camera model it gets in a run from the log's start (a driver may latch it once)."""
     from bagscope.replay.framing import CAMERA_INFO_TYPES
 
     infos = sorted(
         t.name for t in log.info().topics if t.name in topics and t.msgtype in CAMERA_INFO_TYPES
     )
-    latest: dict[str, Message] = {}
-    if infos:
-        for msg in log.messages(before_ns - _CARRY_BACK_NS, before_ns, topics=infos):
-            latest[msg.topic] = msg
-        missing = [t for t in infos if t not in latest]
-        if missing:
-            for msg in log.messages(None, before_ns, topics=missing):
-                latest[msg.topic] = msg
-    return [latest[t] for t in infos if t in latest]
+    return log.latest_before(infos, before_ns)
 
 
 def _run_frames(
@@ -427,7 +431,7 @@ def _run_frames(
     frame_stages: Sequence[tuple[str, FrameStage]],
     *,
     timings: StageTimings,
-    recorder: _Recorder,
+    recorder: ErrorRecorder,
     result: RunResult,
     progress: Callable[[int, int], None] | None,
     owns: Callable[[int], bool] | None = None,

@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bagscope.errors import BagscopeError
-from bagscope.pipeline.runner import RunResult, StageError, run_stages
+from bagscope.pipeline.runner import (
+    ErrorRecorder,
+    RunResult,
+    StageError,
+    finish_stage,
+    run_stages,
+)
 from bagscope.pipeline.stage import (
     FrameStage,
     MessageStage,
@@ -350,57 +356,39 @@ def merge_run(
     names = tuple(s.name for s in stages)
     timings = _merged_timings(whole.timings, shards, names)
     ctx = context(timings)
-    errors = [*whole.errors, *(e for s in shards for e in s.errors)]
+    recorder = ErrorRecorder(fail_fast=False)
+    recorder.errors = [*whole.errors, *(e for s in shards for e in s.errors)]
     counts: Counter[str] = Counter(whole.error_counts)
     for shard in shards:
         counts.update(shard.error_counts)
+    recorder.counts = dict(counts)
     results: dict[str, StageResult] = {}
     by_name = {s.name: s for s in stages}
     for name in names:
         if name in plan.whole:
             results[name] = whole.results[name]
             continue
+        states = [s.states[name] for s in shards if name in s.states]
+        if name in plan.sharded and len(states) < len(shards):
+            results[name] = StageResult()  # a shard lost its state to an error, recorded there
+            continue
         stage = by_name[name]
-        started = time.perf_counter_ns()
-        try:
+
+        def before(stage: Stage = stage, states: list[Any] = states) -> None:
             if isinstance(stage, NeedsSetup):
                 stage.setup(ctx)
-            if name in plan.sharded:
-                states = [s.states[name] for s in shards if name in s.states]
-                if len(states) == len(shards):
-                    stage.merge_shards(states)  # type: ignore[attr-defined]
-                else:  # a shard's state was lost to an error: recorded there already
-                    results[name] = StageResult()
-                    continue
-            results[name] = stage.finish()
-        except BagscopeError:
-            raise
-        except Exception as err:
-            import traceback
+            if isinstance(stage, Shardable) and states:
+                stage.merge_shards(states)
 
-            counts[name] += 1
-            errors.append(
-                StageError(
-                    stage=name,
-                    phase="finish",
-                    t_ns=None,
-                    error=f"{type(err).__name__}: {err}",
-                    traceback="".join(traceback.format_exception(err)),
-                )
-            )
-            results[name] = StageResult()
-        timings.finish[name] = timings.finish.get(name, 0) + time.perf_counter_ns() - started
-        res = results[name]
-        res.events = [e if e.stage else dataclasses.replace(e, stage=name) for e in res.events]
-        res.checks = [c if c.stage else dataclasses.replace(c, stage=name) for c in res.checks]
+        results[name] = finish_stage(stage, name, recorder=recorder, timings=timings, before=before)
     return RunResult(
         info=whole.info,
         stages=names,
         results=results,
         timings=timings,
         frame_stats=whole.frame_stats,
-        errors=errors,
-        error_counts=dict(counts),
+        errors=recorder.errors,
+        error_counts=dict(recorder.counts),
         messages=whole.messages,
         frames=whole.frames,
         wall_ns=whole.wall_ns + sum(s.wall_ns for s in shards) + time.perf_counter_ns() - t0,

@@ -289,6 +289,24 @@ class Log:
             windowed=start is not None or end is not None,
         )
 
+    def latest_before(
+        self, topics: Iterable[str], before_ns: int, *, look_back_ns: int = 10_000_000_000
+    ) -> list[Message]:
+        """Each topic's last message before ``before_ns`` (log time), in the order given: what a
+        reader starting there would have seen last (a CameraInfo, a latched map). Looked for in
+        the ``look_back_ns`` before first, and only for a topic not found there (published once,
+        latched) from the log's start, so a long log is not read from the beginning for it."""
+        wanted = [self.resolve_topic(t) for t in topics]
+        latest: dict[str, Message] = {}
+        if wanted:
+            for msg in self.messages(before_ns - look_back_ns, before_ns, topics=wanted):
+                latest[msg.topic] = msg
+            missing = [t for t in wanted if t not in latest]
+            if missing:
+                for msg in self.messages(None, before_ns, topics=missing):
+                    latest[msg.topic] = msg
+        return [latest[t] for t in wanted if t in latest]
+
     def tf_topics(self) -> list[str]:
         from bagscope.replay.tf import TF_TYPES
 
