@@ -99,33 +99,20 @@ class MergeJob:
     shards: tuple[ShardOutput, ...]
 
 
-class _Opened:
+@contextlib.contextmanager
+def _opened(job: Job) -> Iterator[tuple[Log, Pipeline, Prepared]]:
     """A job's log opened and its pipeline prepared, as every task needs them."""
+    from bagscope.api import prepare, resolve_pipeline
+    from bagscope.replay.log import open_log
 
-    def __init__(self, job: Job) -> None:
-        self.job = job
-
-    def __enter__(self) -> tuple[Log, Pipeline, Prepared]:
-        from bagscope.api import prepare, resolve_pipeline
-        from bagscope.replay.log import open_log
-
-        job = self.job
-        self.spec = resolve_pipeline(job.pipeline)
-        self.log = open_log(
-            [Path(job.path or job.log)],
-            typestore=job.typestore,
-            msg_paths=job.msg_paths,
-            strict=job.strict,
-        )
-        try:
-            ready = prepare(self.log, self.spec)
-        except BaseException:
-            self.log.close()
-            raise
-        return self.log, self.spec, ready
-
-    def __exit__(self, *_: object) -> None:
-        self.log.close()
+    spec = resolve_pipeline(job.pipeline)
+    with open_log(
+        [Path(job.path or job.log)],
+        typestore=job.typestore,
+        msg_paths=job.msg_paths,
+        strict=job.strict,
+    ) as log:
+        yield log, spec, prepare(log, spec)
 
 
 def _plan(log: Log, ready: Prepared, shard_ns: int) -> ShardPlan:
@@ -154,42 +141,37 @@ def _write(job: Job, spec: Pipeline, result: RunResult) -> dict[str, Any]:
     return {"log": job.log, "frames": result.frames}
 
 
-@dataclass(frozen=True, slots=True)
-class _Guard:
-    """Turns anything but an interrupt into the job's one-line error outcome."""
-
-    log: str
-
-    def run(self, work: Iterator[dict[str, Any]]) -> dict[str, Any]:
-        try:
-            return next(work)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            return {"log": self.log, "error": one_line(exc)}
+def _guarded(log: str, work: Callable[[], Any]) -> Any:
+    """``work()``, or anything but an interrupt as the job's one-line error outcome."""
+    try:
+        return work()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        return {"log": log, "error": one_line(exc)}
 
 
 def run_job(job: Job) -> dict[str, Any]:
     """Run one log and write its run directory, or (``shard_ns``) plan its shards.
 
-    Returns ``{"log", "run_dir", "frames"}``, ``{"log", "shards", "reason"}`` when the log is
-    to be sharded, or ``{"log", "error"}``. An interrupted run is not written (it could not be
+    Returns ``{"log", "frames"}``, ``{"log", "shards"}`` (the count) when the log is to be
+    sharded, or ``{"log", "error"}``. An interrupted run is not written (it could not be
     resumed from anyway).
     """
 
-    def work() -> Iterator[dict[str, Any]]:
+    def work() -> dict[str, Any]:
         from bagscope.api import run_prepared
 
-        with _Opened(job) as (log, spec, ready):
+        with _opened(job) as (log, spec, ready):
             if job.shard_ns is not None:
                 plan = _plan(log, ready, job.shard_ns)
                 if plan.split:
-                    yield {"log": job.log, "shards": len(plan.windows)}
-                    return
+                    return {"log": job.log, "shards": len(plan.windows)}
             result = run_prepared(log, ready, progress=_reporter(job.log))
-        yield _write(job, spec, result)
+        return _write(job, spec, result)
 
-    return _Guard(job.log).run(work())
+    result: dict[str, Any] = _guarded(job.log, work)
+    return result
 
 
 def _policy_args(log: Log, ready: Prepared) -> dict[str, Any]:
@@ -207,16 +189,16 @@ def _policy_args(log: Log, ready: Prepared) -> dict[str, Any]:
 def run_shard_job(task: ShardJob) -> ShardOutput | dict[str, Any]:
     """One shard's states (or the job's error outcome)."""
 
-    def work() -> Iterator[Any]:
+    def work() -> ShardOutput:
         from bagscope.pipeline.shards import ShardError, run_shard
 
         assert task.job.shard_ns is not None
-        with _Opened(task.job) as (log, _, ready):
+        with _opened(task.job) as (log, _, ready):
             plan = _plan(log, ready, task.job.shard_ns)
             if len(plan.windows) != task.count:
                 msg = f"the log now has {len(plan.windows)} shards, not {task.count}"
                 raise ShardError(msg)
-            yield run_shard(
+            return run_shard(
                 log,
                 ready.stages,
                 plan,
@@ -225,43 +207,25 @@ def run_shard_job(task: ShardJob) -> ShardOutput | dict[str, Any]:
                 **_policy_args(log, ready),
             )
 
-    return _Guard(task.job.log).run(work())
+    result: ShardOutput | dict[str, Any] = _guarded(task.job.log, work)
+    return result
 
 
 def run_merge_job(task: MergeJob) -> dict[str, Any]:
     """The whole-log pass and the merge; writes the run directory as :func:`run_job` does."""
 
-    def work() -> Iterator[dict[str, Any]]:
+    def work() -> dict[str, Any]:
         from bagscope.api import prepare
         from bagscope.pipeline.shards import merge_run, run_whole
-        from bagscope.pipeline.stage import RunContext
 
         job = task.job
         assert job.shard_ns is not None
-        with _Opened(job) as (log, spec, ready):
+        with _opened(job) as (log, spec, ready):
             plan = _plan(log, ready, job.shard_ns)
             args = _policy_args(log, ready)
             whole = run_whole(log, ready.stages, plan, **args)
             fresh = prepare(log, spec).stages  # set up anew, then given the shards' states
-            policy = args["sync"]
-
-            def context(timings: Any) -> RunContext:
-                return RunContext(
-                    log=log,
-                    info=whole.info,
-                    sync_topics=tuple(log.resolve_topic(t) for t in policy.topics)
-                    if policy is not None
-                    else (),
-                    sync=policy,
-                    stamp_source=args["stamp_source"],
-                    start_ns=ready.start_ns,
-                    end_ns=ready.end_ns,
-                    contract=dict(args["contract"] or {}),
-                    frame_stats=lambda: whole.frame_stats,
-                    timings=timings,
-                )
-
-            result = merge_run(log, fresh, plan, whole=whole, shards=task.shards, context=context)
+            result = merge_run(log, fresh, plan, whole=whole, shards=task.shards, **args)
             result.sharding = {
                 "shard_ns": job.shard_ns,
                 "shards": [list(w) for w in plan.windows],
@@ -269,6 +233,7 @@ def run_merge_job(task: MergeJob) -> dict[str, Any]:
                 "whole": list(plan.whole),
                 "at_merge": list(plan.at_merge),
             }
-        yield _write(job, spec, result)
+        return _write(job, spec, result)
 
-    return _Guard(task.job.log).run(work())
+    result: dict[str, Any] = _guarded(task.job.log, work)
+    return result

@@ -48,6 +48,7 @@ __all__ = [
     "StageFailedError",
     "finish_stage",
     "frame_key",
+    "run_context",
     "run_stages",
 ]
 
@@ -132,6 +133,32 @@ def _inside(window: tuple[int | None, int | None]) -> Callable[[int], bool]:
     return lambda t: (lo is None or t >= lo) and (hi is None or t < hi)
 
 
+def run_context(
+    log: Log,
+    *,
+    sync: SyncPolicy[Any] | None,
+    stamp_source: StampSource,
+    start_ns: int | None,
+    end_ns: int | None,
+    contract: Mapping[str, Any] | None,
+    frame_stats: Callable[[], FrameStats | None],
+    timings: StageTimings,
+) -> RunContext:
+    """What a stage is set up with: the same for a run and for a sharded run's merge."""
+    return RunContext(
+        log=log,
+        info=log.info(),
+        sync_topics=tuple(log.resolve_topic(t) for t in sync.topics) if sync else (),
+        sync=sync,
+        stamp_source=stamp_source,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        contract=dict(contract or {}),
+        frame_stats=frame_stats,
+        timings=timings,
+    )
+
+
 def _stage_names(stages: Sequence[Stage]) -> tuple[str, ...]:
     names = tuple(stage.name for stage in stages)
     seen: set[str] = set()
@@ -199,15 +226,13 @@ def run_stages(
     stream_holder: list[Any] = []
 
     def context() -> RunContext:
-        return RunContext(
-            log=log,
-            info=info,
-            sync_topics=tuple(log.resolve_topic(t) for t in sync.topics) if sync else (),
+        return run_context(
+            log,
             sync=sync,
             stamp_source=stamp_source,
             start_ns=start_ns,
             end_ns=end_ns,
-            contract=dict(contract or {}),
+            contract=contract,
             frame_stats=lambda: stream_holder[0].stats if stream_holder else None,
             timings=timings,
         )

@@ -36,13 +36,13 @@ from bagscope.pipeline.runner import (
     RunResult,
     StageError,
     finish_stage,
+    run_context,
     run_stages,
 )
 from bagscope.pipeline.stage import (
     FrameStage,
     MessageStage,
     NeedsSetup,
-    RunContext,
     Shardable,
     StageResult,
 )
@@ -343,11 +343,15 @@ def merge_run(
     *,
     whole: RunResult,
     shards: Sequence[ShardOutput],
-    context: Callable[[StageTimings], RunContext],
+    sync: SyncPolicy[Any] | None,
+    start_ns: int | None,
+    end_ns: int | None,
+    stamp_source: StampSource = "header",
+    contract: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """One :class:`RunResult` from the whole-log pass and the shards (in any order), as an
-    unsharded run of ``stages`` gives it. ``stages`` are fresh (not yet set up);
-    ``context(timings)`` is the run's context with the merged timings."""
+    unsharded run of ``stages`` gives it. ``stages`` are fresh (not yet set up): those that
+    did not run whole are set up here as in the run, with the merged timings."""
     shards = sorted(shards, key=lambda s: s.index)
     if [s.index for s in shards] != list(range(len(plan.windows))):
         raise ShardError(f"{len(shards)} shard results for {len(plan.windows)} shards")
@@ -355,7 +359,16 @@ def merge_run(
     t0 = time.perf_counter_ns()
     names = tuple(s.name for s in stages)
     timings = _merged_timings(whole.timings, shards, names)
-    ctx = context(timings)
+    ctx = run_context(
+        log,
+        sync=sync,
+        stamp_source=stamp_source,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        contract=contract,
+        frame_stats=lambda: whole.frame_stats,
+        timings=timings,
+    )
     recorder = ErrorRecorder(fail_fast=False)
     recorder.errors = [*whole.errors, *(e for s in shards for e in s.errors)]
     counts: Counter[str] = Counter(whole.error_counts)
