@@ -91,6 +91,17 @@ class _Topic:
     mask_usable: bool = True  # every grey image had the same shape
 
 
+def _add_lit(state: _Topic, grey: NDArray[np.uint8]) -> None:
+    """Fold a frame (or a shard's mask) into the per-pixel maximum; a frame of another size
+    makes the mask unusable (the fisheye border is then not excluded)."""
+    if state.lit is None:
+        state.lit = grey.copy()
+    elif state.lit.shape == grey.shape:
+        np.maximum(state.lit, grey, out=state.lit)
+    else:
+        state.mask_usable = False
+
+
 class ImageQuality:
     """Brightness, clipping and sharpness of every camera topic."""
 
@@ -173,12 +184,7 @@ class ImageQuality:
         g = grey.astype(np.int16)
         lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
         state.blur.append(float(lap.var()) if lap.size else math.nan)
-        if state.lit is None:
-            state.lit = grey.copy()
-        elif state.lit.shape == grey.shape:
-            np.maximum(state.lit, grey, out=state.lit)
-        else:
-            state.mask_usable = False
+        _add_lit(state, grey)
 
     # ------------------------------------------------------------------------------ shards
 
@@ -196,14 +202,8 @@ class ImageQuality:
         merged: dict[str, _Topic] = merge_values(plain)
         for topic, state in merged.items():
             for lit in (s[topic].lit for s in states if topic in s):
-                if lit is None:
-                    continue
-                if state.lit is None:
-                    state.lit = lit.copy()
-                elif state.lit.shape == lit.shape:
-                    np.maximum(state.lit, lit, out=state.lit)
-                else:
-                    state.mask_usable = False
+                if lit is not None:
+                    _add_lit(state, lit)
         self._topics = merged
 
     # ------------------------------------------------------------------------------ results

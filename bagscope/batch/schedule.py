@@ -94,7 +94,6 @@ def drive(
     tickets: dict[int, tuple[str, Any]] = {}
     for job in jobs:
         tickets[engine.submit(run_job, job)] = ("job", job)
-    logs: dict[str, _Sharded] = {}
 
     def merge(state: _Sharded) -> None:
         outputs = tuple(state.outputs[i] for i in range(state.count))
@@ -111,7 +110,7 @@ def drive(
             merge(state)
 
     def planned(job: Job, count: int) -> None:
-        state = logs[job.log] = _Sharded(job=job, folder=folders(job), count=count)
+        state = _Sharded(job=job, folder=folders(job), count=count)
         for index in range(count):
             kept = _load(state.folder / f"{index}.pkl") if state.folder is not None else None
             if kept is not None and kept.index == index:

@@ -119,13 +119,17 @@ def batch(
                 f"[red]failed:[/] {escape(outcome['log'])}: {escape(outcome['error'])}"
             )
         state["done_frames"] = state.get("done_frames", 0) + int(outcome.get("frames", 0))
-        bar.update(task, advance=1, frames=max(state["done_frames"], state.get("live", 0)))
+        bar.update(task, advance=1, frames=frames_so_far())
 
-    def on_frames(total: int) -> None:  # live, from the workers (the local engine)
+    def frames_so_far() -> int:
+        """Live counts (the local engine's workers report as they go) or, where an engine
+        reports only finished logs (Ray), those: whichever has got further."""
+        return max(int(state.get("done_frames", 0)), int(state.get("live", 0)))
+
+    def on_frames(total: int) -> None:
         state["live"] = total
         if "task" in state:
-            frames = max(total, state.get("done_frames", 0))
-            state["bar"].update(state["task"], frames=frames)
+            state["bar"].update(state["task"], frames=frames_so_far())
 
     def on_shard(log: str, done: int, count: int) -> None:
         bar: Progress = state["bar"]
