@@ -29,3 +29,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+def short_drives(root: Path, count: int) -> list[Path]:
+    """``count`` 1 s urban drives (seeds 0..) and a file that is not a log, for batch tests:
+    16 beams and a 160x90 camera keep each about a second to simulate and to run."""
+    from bagscope.sim.config import make_scenario
+    from bagscope.sim.simulate import simulate
+
+    found = []
+    for seed in range(count):
+        scenario = make_scenario(
+            "urban", seed=seed, duration_ns=1_000_000_000, beams=16, camera_size=(160, 90)
+        )
+        found.append(simulate(root / f"drive{seed}.mcap", scenario=scenario, workers=0).log_path)
+    corrupt = root / "corrupt.mcap"
+    corrupt.write_bytes(b"\x00garbage, not a log" * 20)
+    return [*found, corrupt]

@@ -17,8 +17,7 @@ from typer.testing import CliRunner
 import bagscope
 from bagscope.batch import BatchError, BatchLock, discover_logs, run_dir_name
 from bagscope.cli import app
-from bagscope.sim.config import make_scenario
-from bagscope.sim.simulate import simulate
+from tests.conftest import short_drives
 
 runner = CliRunner()
 
@@ -31,16 +30,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Three 1 s drives and one file that is not a log."""
-    root = tmp_path_factory.mktemp("batch_logs")
-    found = []
-    for seed in range(3):
-        scenario = make_scenario(
-            "urban", seed=seed, duration_ns=1_000_000_000, beams=16, camera_size=(160, 90)
-        )
-        found.append(simulate(root / f"drive{seed}.mcap", scenario=scenario, workers=0).log_path)
-    corrupt = root / "corrupt.mcap"
-    corrupt.write_bytes(b"\x00garbage, not a log" * 20)
-    return [*found, corrupt]
+    return short_drives(tmp_path_factory.mktemp("batch_logs"), 3)
 
 
 def test_batch_runs_records_failures_and_resumes(logs: list[Path], tmp_path: Path) -> None:

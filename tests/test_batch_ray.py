@@ -28,8 +28,7 @@ from bagscope.batch import BatchError
 from bagscope.batch.engine import Outcome
 from bagscope.batch.ray_engine import CANCEL_GRACE_S, RayEngine, _host_port
 from bagscope.cli import app
-from bagscope.sim.config import make_scenario
-from bagscope.sim.simulate import simulate
+from tests.conftest import short_drives
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,16 +47,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two 1 s drives and one file that is not a log."""
-    root = tmp_path_factory.mktemp("ray_logs")
-    found = []
-    for seed in range(2):
-        scenario = make_scenario(
-            "urban", seed=seed, duration_ns=1_000_000_000, beams=16, camera_size=(160, 90)
-        )
-        found.append(simulate(root / f"drive{seed}.mcap", scenario=scenario, workers=0).log_path)
-    corrupt = root / "corrupt.mcap"
-    corrupt.write_bytes(b"\x00garbage, not a log" * 20)
-    return [*found, corrupt]
+    return short_drives(tmp_path_factory.mktemp("ray_logs"), 2)
 
 
 @pytest.fixture(scope="module")
